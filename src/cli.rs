@@ -1,0 +1,77 @@
+//! The command line: `lastcall run`, `lastcall drill`, `lastcall check`.
+
+use clap::{Parser, Subcommand};
+
+use crate::{check, drill, run};
+
+/// lastcall: a container ENTRYPOINT that makes stopping a container lose nothing.
+#[derive(Debug, Parser)]
+#[command(name = "lastcall", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run COMMAND as PID 1: reap, forward signals, drain and stop it within the deadline.
+    Run(Box<run::RunArgs>),
+    /// Rehearse a container stop under load behind a simulated load balancer.
+    Drill(drill::DrillArgs),
+    /// Audit Dockerfiles, ECS, CloudFormation, compose and k8s files for shutdown mistakes.
+    Check(check::CheckArgs),
+}
+
+/// Parse the command line and run; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_error(&e),
+    };
+    match cli.command {
+        Command::Run(args) => run::run(*args),
+        Command::Drill(args) => drill::run(args),
+        Command::Check(args) => check::run(args),
+    }
+}
+
+/// Help and version go to stdout as clap prints them; mistakes become one line on stderr.
+fn clap_error(e: &clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            run::USAGE
+        } else {
+            0
+        };
+    }
+    eprintln!("lastcall: {}", one_line(&e.to_string()));
+    run::USAGE
+}
+
+/// clap's message without its "error:" prefix, usage block and hint, on one line.
+fn one_line(rendered: &str) -> String {
+    let mut out = String::new();
+    for line in rendered.lines() {
+        let line = line.trim();
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if line.is_empty() {
+            continue;
+        }
+        let line = line.strip_prefix("error: ").unwrap_or(line);
+        if !out.is_empty() {
+            out.push_str(if out.ends_with(':') { " " } else { "; " });
+        }
+        out.push_str(line);
+    }
+    out.push_str(" (see lastcall --help)");
+    out
+}

@@ -1,0 +1,117 @@
+//! The health endpoint a load balancer probes (seed 000's trick, built in): 200 while
+//! serving, 503 from lastcall itself the moment a stop begins, so the load balancer stops
+//! routing here while the app keeps running untouched. Every probe is also counted per
+//! prober address by the [`Drain`] machine, which ends the unready phase once every prober
+//! has seen enough 503s.
+//!
+//! Used on its own port (`--health-listen`) and by the proxy on its listener.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{Empty, Full};
+use hyper::body::Incoming;
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+use crate::drain::{Drain, ProbeAnswer};
+
+/// An app health check can take this long before lastcall calls the app unhealthy.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where the app's own health answer comes from, if anywhere.
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    upstream: Option<Uri>,
+    client: Client<HttpConnector, Empty<Bytes>>,
+}
+
+impl HealthCheck {
+    pub fn new(upstream: Option<Uri>) -> HealthCheck {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(UPSTREAM_TIMEOUT));
+        connector.set_nodelay(true);
+        HealthCheck {
+            upstream,
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+
+    /// Ask the app; any failure counts as unhealthy (503) rather than an error.
+    async fn ask_app(&self) -> StatusCode {
+        let Some(uri) = &self.upstream else {
+            return StatusCode::OK;
+        };
+        let req = self.client.get(uri.clone());
+        match tokio::time::timeout(UPSTREAM_TIMEOUT, req).await {
+            Ok(Ok(resp)) => resp.status(),
+            Ok(Err(e)) => {
+                tracing::debug!("app health check failed: {e}");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// Answer one health probe from `peer`.
+pub async fn answer(drain: &Drain, peer: SocketAddr, check: &HealthCheck) -> Response<Full<Bytes>> {
+    let status = match drain.probe(peer.ip()) {
+        ProbeAnswer::Fail => StatusCode::SERVICE_UNAVAILABLE,
+        ProbeAnswer::Pass => check.ask_app().await,
+    };
+    let body = format!("{}\n", drain.phase().as_str());
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    resp
+}
+
+/// Serve `GET path` on `listener` until the process exits.
+pub async fn serve(listener: TcpListener, path: String, drain: Drain, check: HealthCheck) {
+    let shared = Arc::new((path, drain, check));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!("health listener accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let shared = shared.clone();
+                async move {
+                    let (path, drain, check) = &*shared;
+                    let resp = if req.uri().path() == path.as_str() {
+                        answer(drain, peer, check).await
+                    } else {
+                        let mut r = Response::new(Full::new(Bytes::from_static(b"not found\n")));
+                        *r.status_mut() = StatusCode::NOT_FOUND;
+                        r
+                    };
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc);
+            if let Err(e) = conn.await {
+                tracing::debug!("health connection from {peer}: {e}");
+            }
+        });
+    }
+}

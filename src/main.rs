@@ -1,0 +1,5 @@
+//! The `lastcall` binary; all behaviour lives in the library.
+
+fn main() {
+    std::process::exit(lastcall::cli::main());
+}
