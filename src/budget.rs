@@ -62,6 +62,14 @@ pub enum BudgetError {
         closing: String,
     },
     #[error(
+        "signal plan step {step} is {offset} before the deadline, but --stop-timeout is only {timeout}; raise --stop-timeout or shorten the offset"
+    )]
+    StepBeforeStop {
+        step: String,
+        offset: String,
+        timeout: String,
+    },
+    #[error(
         "unready {unready} + closing {closing} leave the app no time before lastcall's SIGKILL at {kill_at} (--stop-timeout {timeout} minus --kill-margin); lower them or raise --stop-timeout"
     )]
     NoTimeToStop {
@@ -309,6 +317,13 @@ impl Budget {
         }
         for step in self.plan.steps() {
             if let Offset::BeforeDeadline(d) = step.offset {
+                if d >= self.stop_timeout {
+                    return Err(BudgetError::StepBeforeStop {
+                        step: step.to_string(),
+                        offset: fmt(d),
+                        timeout: fmt(self.stop_timeout),
+                    });
+                }
                 let at = self.stop_timeout.saturating_sub(d);
                 if at < latest {
                     return Err(BudgetError::StepBeforeStopping {

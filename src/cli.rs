@@ -68,7 +68,11 @@ fn one_line(rendered: &str) -> String {
         }
         let line = line.strip_prefix("error: ").unwrap_or(line);
         if !out.is_empty() {
-            out.push_str(if out.ends_with(':') { " " } else { "; " });
+            out.push_str(if out.ends_with(':') || line.starts_with('[') {
+                " "
+            } else {
+                "; "
+            });
         }
         out.push_str(line);
     }

@@ -39,7 +39,7 @@ pub struct RunArgs {
     #[arg(long, env = "LASTCALL_STOP_SIGNALS", value_name = "SIGNALS", value_delimiter = ',', value_parser = budget::signal_arg)]
     pub stop_signals: Vec<Signal>,
     /// Send signals to the app's whole process group, or to the main child only.
-    #[arg(long, env = "LASTCALL_SIGNAL_MODE", value_enum, default_value_t = SignalMode::Group)]
+    #[arg(long, env = "LASTCALL_SIGNAL_MODE", value_name = "MODE", value_enum, default_value_t = SignalMode::Group)]
     pub signal_mode: SignalMode,
     /// When the app exits on its own, what it left behind gets SIGTERM, then SIGKILL after this.
     #[arg(long, env = "LASTCALL_ORPHAN_GRACE", value_name = "DURATION", default_value = "2s", value_parser = duration::arg)]
@@ -188,6 +188,10 @@ async fn supervise(args: RunArgs, budget: Budget) -> i32 {
             Ok(l) => l,
             Err(e) => return usage(&format!("cannot listen on --health-listen {addr}: {e}")),
         };
+        match listener.local_addr() {
+            Ok(bound) => tracing::info!("health endpoint on http://{bound}{}", args.health_path),
+            Err(e) => tracing::warn!("health listener has no local address: {e}"),
+        }
         let check = health::HealthCheck::new(args.health_upstream.clone());
         tokio::spawn(health::serve(
             listener,
