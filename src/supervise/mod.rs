@@ -303,6 +303,13 @@ impl Supervisor {
                     if self.main_status.is_none() || self.opts.signal_mode == SignalMode::Group {
                         tracing::info!("sending {} to the app", signal_name(sig));
                         self.forward(sig);
+                        // TSTP means "quiet" to workers such as Sidekiq, which trap it; a
+                        // shell in the same group that does not would stop, and a stopped
+                        // process never acts on the TERM that follows. CONT wakes it and
+                        // means nothing to processes that kept running.
+                        if matches!(sig, Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU) {
+                            self.forward(Signal::SIGCONT);
+                        }
                     }
                 }
             }

@@ -62,9 +62,24 @@ impl Lastcall {
 
     /// `lastcall ARGS…` as PID 1 of a new PID namespace, as in a container.
     pub fn start_as_pid1(args: &[&str]) -> Lastcall {
+        Self::start_as_pid1_env(args, &[])
+    }
+
+    /// The same, with extra environment.
+    pub fn start_as_pid1_env(args: &[&str], env: &[(&str, &str)]) -> Lastcall {
         let mut cmd = Command::new("unshare");
         cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child", BIN]);
-        Self::spawn(cmd, args, true, &[])
+        Self::spawn(cmd, args, true, env)
+    }
+
+    /// SIGKILL the namespace's PID 1, which takes every process of the "container" with it,
+    /// as the orchestrator does at the end of the grace period.
+    pub fn kill_namespace(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.child.wait();
     }
 
     fn spawn(
