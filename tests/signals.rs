@@ -270,3 +270,47 @@ fn leftovers_of_an_app_that_exits_on_its_own_are_stopped_after_the_orphan_grace(
         lc.log()
     );
 }
+
+#[test]
+fn on_a_terminal_the_third_ctrl_c_kills_at_once() {
+    use std::io::Write;
+    let dir = support::tempdir();
+    let rec = dir.path().join("rec");
+    // script(1) gives lastcall a pseudo-terminal as its controlling terminal, like
+    // `docker run -it`; a 0x03 byte written to it is a Ctrl-C.
+    let cmd = format!(
+        "exec {} run -- python3 {RECORDER} {} ignore",
+        support::BIN,
+        rec.display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_ready(&rec, 1);
+    let mut tty = child.stdin.take().unwrap();
+    let t0 = monotonic();
+    for _ in 0..3 {
+        tty.write_all(b"\x03").unwrap();
+        tty.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(wait_until(Duration::from_secs(10), || child
+        .try_wait()
+        .unwrap()
+        .is_some()));
+    let took = monotonic() - t0;
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(
+        took < 5.0,
+        "took {took:.3}s: the 30 s stop ran its course\n{out}"
+    );
+    assert!(
+        out.contains("third Ctrl-C: killing everything now"),
+        "{out}"
+    );
+    assert!(out.contains("exit 137"), "{out}");
+}
