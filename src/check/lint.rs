@@ -68,6 +68,7 @@ pub fn lint(facts: &Facts) -> Vec<Finding> {
         if !used[i] {
             if let Some(launch) = process::launch(Some(image), None, &image.env) {
                 pid1_rules(facts, &launch, Some(image), None, &image.env, &mut out);
+                timing::lastcall_rules(&launch, &mut out);
             }
         }
     }
@@ -104,10 +105,25 @@ fn image_for(facts: &Facts, dep: &Deployment, c: &Container) -> Option<usize> {
             return named;
         }
     }
+    // Otherwise only a Dockerfile from the same project: the deployment file's directory
+    // holds the Dockerfile's, or the other way round.
+    let dep_dir = facts.files[dep.loc.file]
+        .path
+        .parent()
+        .unwrap_or(Path::new(""));
+    let near: Vec<usize> = (0..facts.images.len())
+        .filter(|&i| {
+            let ctx = &facts.images[i].context;
+            ctx.starts_with(dep_dir) || dep_dir.starts_with(ctx)
+        })
+        .collect();
     let own = c.image.as_ref().is_none_or(|i| {
         i.value.contains(".dkr.ecr.") || i.value.contains("${") || i.value.contains("{{")
     });
-    (facts.images.len() == 1 && (dep.containers.len() == 1 || own)).then_some(0)
+    match near.as_slice() {
+        [only] if dep.containers.len() == 1 || own => Some(*only),
+        _ => None,
+    }
 }
 
 /// Does the shell run a `-c` string? Returns the index of the string.

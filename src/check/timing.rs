@@ -12,8 +12,11 @@ use super::process::Launch;
 use crate::budget::signal_name;
 use crate::duration::fmt;
 
-/// What the app needs beyond its own timeout before it counts as comfortable.
+/// What the app needs beyond its own timeout before it counts as comfortable: 5 s
+/// before the platform's SIGKILL; 1 s before lastcall's, which already keeps its kill
+/// margin before the platform's deadline and ends the stop in order.
 pub const SPARE: Duration = Duration::from_secs(5);
+const SPARE_UNDER_LASTCALL: Duration = Duration::from_secs(1);
 /// Fargate's longest stopTimeout, and a Spot interruption's notice.
 const FARGATE_MAX: Duration = Duration::from_secs(120);
 
@@ -31,6 +34,43 @@ fn setting(dep: &Deployment, at: Option<Loc>, d: Duration) -> String {
         Some(_) => format!("{name} {}", fmt(d)),
         None => format!("{name} {} (the default)", fmt(d)),
     }
+}
+
+/// LC208 for an image no deployment uses: its lastcall flags must still be ones
+/// `lastcall run` accepts, with the stop timeout they name.
+pub fn lastcall_rules(launch: &Launch, out: &mut Vec<Finding>) {
+    let Some(lc) = &launch.lastcall else { return };
+    match &lc.args {
+        Err(e) => out.push(Finding::new(
+            "LC208",
+            blamed(lc, e),
+            format!("lastcall run would refuse to start: {e}"),
+        )),
+        Ok(args) => {
+            if let Err(e) = args.budget() {
+                let at = lc
+                    .at("signal-plan")
+                    .or(lc.at("stop-timeout"))
+                    .unwrap_or(lc.loc);
+                out.push(Finding::new(
+                    "LC208",
+                    at,
+                    format!("lastcall run would refuse to start: {e}"),
+                ));
+            }
+        }
+    }
+}
+
+/// Where the flag a lastcall error names was set (its word or its `LASTCALL_*`
+/// variable), else lastcall itself.
+fn blamed(lc: &super::process::Lastcall, error: &str) -> Loc {
+    lc.set_at
+        .iter()
+        .find(|(flag, _)| {
+            error.contains(&format!("'--{flag} ")) || error.contains(&format!("'--{flag}'"))
+        })
+        .map_or(lc.loc, |(_, loc)| *loc)
 }
 
 /// Rules that need no command line: Fargate's limit and the preStop sleep.
@@ -151,14 +191,19 @@ pub fn container_rules(
         dep.platform == Platform::Kubernetes && !pre.is_zero() && launch.lastcall.is_none();
     let id = if k8s_pre { "LC207" } else { "LC201" };
     let at = app.at.unwrap_or(launch.head.loc);
+    let spare = if launch.lastcall.is_some() {
+        SPARE_UNDER_LASTCALL
+    } else {
+        SPARE
+    };
     let Some(timeout) = app.timeout else {
         out.push(
-            Finding::new(id, at, format!("{} waits for running work without a limit, but {how} leaves it {}; set {} below {}", app.app, fmt(avail), app.setting, fmt(avail.saturating_sub(SPARE))))
+            Finding::new(id, at, format!("{} waits for running work without a limit, but {how}, which leaves it {}; set {} below {}", app.app, fmt(avail), app.setting, fmt(avail.saturating_sub(spare))))
                 .related(stop_at, "the grace period"),
         );
         return;
     };
-    let need = timeout + app.after + SPARE;
+    let need = timeout + app.after + spare;
     if need > avail {
         let origin = if app.at.is_some() {
             format!(" ({})", app.setting)
@@ -171,7 +216,7 @@ pub fn container_rules(
             format!(" + {} to push unfinished jobs back", fmt(app.after))
         };
         out.push(
-            Finding::new(id, at, format!("{} may take {}{origin}{after} to stop, but {how}: it has {}, wants {} (with {} to spare)", app.app, fmt(timeout), fmt(avail), fmt(need), fmt(SPARE)))
+            Finding::new(id, at, format!("{} may take {} to stop{origin}{after}, but {how}, which leaves it {}; it wants {} ({} to spare)", app.app, fmt(timeout), fmt(avail), fmt(need), fmt(spare)))
                 .related(stop_at, "the grace period"),
         );
     }
