@@ -86,12 +86,13 @@ pub fn human(facts: &Facts, findings: &[Finding], colour: bool) -> String {
     }
     if !findings.is_empty() {
         let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
+        let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
         let _ = writeln!(
             out,
-            "{} errors, {} warnings, {} notes",
-            count(Severity::Error),
-            count(Severity::Warning),
-            count(Severity::Info)
+            "{}, {}, {}",
+            plural(count(Severity::Error), "error"),
+            plural(count(Severity::Warning), "warning"),
+            plural(count(Severity::Info), "note")
         );
     }
     out

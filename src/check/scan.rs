@@ -69,7 +69,12 @@ fn walk(dir: &Path, config: &Config, out: &mut Vec<(PathBuf, bool)>, depth: usiz
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
-    let mut entries: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    // `lastcall check .` shows `Dockerfile`, not `./Dockerfile`.
+    let mut entries: Vec<_> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .map(|p| p.strip_prefix(".").map(Path::to_path_buf).unwrap_or(p))
+        .collect();
     entries.sort();
     for path in entries {
         let name = path
@@ -98,12 +103,14 @@ pub fn read(
     kind: Option<Kind>,
     facts: &mut Facts,
 ) -> Result<(), FileError> {
+    let stdin = path.as_os_str() == "-";
+    let path = if stdin { Path::new("<stdin>") } else { path };
     let err = |span, message: String| FileError {
         path: path.to_path_buf(),
         span,
         message,
     };
-    let text = if path.as_os_str() == "-" {
+    let text = if stdin {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
             .map_err(|e| err(None, format!("cannot read stdin: {e}")))?;
