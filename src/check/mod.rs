@@ -116,6 +116,31 @@ pub fn check(paths: &[PathBuf], kind: Option<Kind>, config: &config::Config) -> 
     }
 }
 
+/// Check one text as a file of the given kind and render every output format: the
+/// whole pipeline without the file system, for fuzzing and tests.
+pub fn check_text(name: &str, text: &str, kind: Option<Kind>) -> (Report, [String; 3]) {
+    let mut facts = Facts::default();
+    let mut errors = Vec::new();
+    let path = std::path::Path::new(name);
+    if let Err(e) = scan::read_text(path, text.to_string(), true, kind, &mut facts) {
+        errors.push(e);
+    }
+    let findings = lint::lint(&facts);
+    let outputs = [
+        output::human(&facts, &findings, true),
+        output::json(&facts, &findings, &errors),
+        output::sarif(&facts, &findings, &errors),
+    ];
+    (
+        Report {
+            facts,
+            findings,
+            errors,
+        },
+        outputs,
+    )
+}
+
 /// `lastcall check --explain ID`.
 pub fn explain(id: &str) -> Option<String> {
     let r = rules::find(id)?;

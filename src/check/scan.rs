@@ -134,6 +134,23 @@ pub fn read(
             )
         })?
     };
+    read_text(path, text, explicit, kind, facts)
+}
+
+/// Read one file's text into `facts` (the part of [`read`] after the bytes are in hand;
+/// the fuzz targets start here).
+pub fn read_text(
+    path: &Path,
+    text: String,
+    explicit: bool,
+    kind: Option<Kind>,
+    facts: &mut Facts,
+) -> Result<(), FileError> {
+    let err = |span, message: String| FileError {
+        path: path.to_path_buf(),
+        span,
+        message,
+    };
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
