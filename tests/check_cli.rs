@@ -293,3 +293,22 @@ fn explain_and_list_rules() {
         "{list}"
     );
 }
+
+/// docs/check.md lists every rule with the same title, why and fix `--explain` prints.
+#[test]
+fn the_docs_list_every_rule_as_explain_does() {
+    let docs = std::fs::read_to_string(Path::new(ROOT).join("docs/check.md")).unwrap();
+    let list = text(&lastcall(Path::new(ROOT), &["--list-rules"]).stdout);
+    for id in list.lines().filter_map(|l| l.split_whitespace().next()) {
+        let explain = text(&lastcall(Path::new(ROOT), &["--explain", id]).stdout);
+        let (head, rest) = explain.split_once("\n\nWhy: ").unwrap();
+        let (why, fix) = rest.split_once("\n\nFix: ").unwrap();
+        let title = head.split_once("): ").unwrap().1;
+        assert!(
+            docs.contains(&format!("### {id}\n\n**{title}**")),
+            "{id}: title"
+        );
+        assert!(docs.contains(why.trim()), "{id}: why");
+        assert!(docs.contains(fix.trim()), "{id}: fix");
+    }
+}
