@@ -213,7 +213,6 @@ pub fn needs_init(argv: &[Spanned<String>]) -> bool {
         p,
         "node" | "nodejs" | "ruby" | "bun" | "deno" | "php" | "sh" | "bash" | "ash" | "dash"
     ) || (p.starts_with("python") && argv.get(i + 1).is_none_or(|a| a.value != "-m"))
-        || p.ends_with(".sh")
 }
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ struct Instr {
     at: Span,
     /// Where the keyword is.
     start: Span,
+    /// Did it continue over several lines? (Then columns inside it are not exact.)
+    multiline: bool,
 }
 
 #[derive(Clone, Default)]
@@ -220,8 +222,24 @@ fn command(ins: &Instr, shell: &[String], loc: Loc, what: &'static str, file: Fi
     let args = ins.args.trim();
     if args.starts_with('[') {
         if let Ok(words) = serde_json::from_str::<Vec<String>>(args) {
+            let starts = string_starts(args);
+            let exact = !ins.multiline && starts.len() == words.len();
+            let word_loc = |i: usize| match starts.get(i) {
+                Some(off) if exact => Loc {
+                    file,
+                    span: Span {
+                        line: ins.at.line,
+                        col: ins.at.col + off,
+                    },
+                },
+                _ => at,
+            };
             return Argv {
-                words: words.into_iter().map(|w| Spanned::new(w, at)).collect(),
+                words: words
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, w)| Spanned::new(w, word_loc(i)))
+                    .collect(),
                 shell_form: false,
                 loc,
                 what,
@@ -237,6 +255,26 @@ fn command(ins: &Instr, shell: &[String], loc: Loc, what: &'static str, file: Fi
         loc,
         what,
     }
+}
+
+/// Character offsets of the string literals in a JSON array of strings.
+fn string_starts(json: &str) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, c) in json.chars().enumerate() {
+        match (in_string, c) {
+            (true, _) if escaped => escaped = false,
+            (true, '\\') => escaped = true,
+            (true, '"') => in_string = false,
+            (false, '"') => {
+                starts.push(i);
+                in_string = true;
+            }
+            _ => {}
+        }
+    }
+    starts
 }
 
 /// `ENV A=1 B="two words"` or the old `ENV A 1`.
@@ -297,9 +335,11 @@ fn instructions(text: &str) -> Vec<Instr> {
         };
         let mut args = String::new();
         let mut cur = rest_trim.to_string();
+        let mut multiline = false;
         loop {
             let t = cur.trim_end();
             if let Some(body) = t.strip_suffix(escape) {
+                multiline = true;
                 args.push_str(body);
                 args.push(' ');
                 // Comment lines inside a continuation are dropped by Docker.
@@ -332,6 +372,7 @@ fn instructions(text: &str) -> Vec<Instr> {
             args,
             at,
             start,
+            multiline,
         });
     }
     out
@@ -399,6 +440,29 @@ mod tests {
             (ep.words[4].loc.span.line, ep.words[4].loc.span.col),
             (3, 12)
         );
+    }
+
+    #[test]
+    fn exec_form_words_point_at_their_strings() {
+        // Over several lines, every word points at where the arguments start.
+        let img = image("FROM x\nENTRYPOINT [\"a\", \\\n  \"b\"]\n");
+        let cols: Vec<usize> = img
+            .entrypoint
+            .unwrap()
+            .words
+            .iter()
+            .map(|w| w.loc.span.col)
+            .collect();
+        assert_eq!(cols, [12, 12]);
+        let img = image("FROM x\nCMD [\"gunicorn\", \"--graceful-timeout\", \"10\"]\n");
+        let cols: Vec<usize> = img
+            .cmd
+            .unwrap()
+            .words
+            .iter()
+            .map(|w| w.loc.span.col)
+            .collect();
+        assert_eq!(cols, [6, 18, 40]);
     }
 
     #[test]
