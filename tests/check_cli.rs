@@ -312,3 +312,33 @@ fn the_docs_list_every_rule_as_explain_does() {
         assert!(docs.contains(fix.trim()), "{id}: fix");
     }
 }
+
+/// Colour on a terminal (util-linux `script` gives the command a pty), none with NO_COLOR.
+#[test]
+fn colour_only_on_a_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write(tmp.path(), "Dockerfile", NODE_NO_INIT);
+    let cmd = format!(
+        "{} check {}",
+        env!("CARGO_BIN_EXE_lastcall"),
+        file.display()
+    );
+    let run = |no_color: bool| {
+        let mut c = Command::new("script");
+        c.args(["-qec", &cmd, "/dev/null"]).env_remove("NO_COLOR");
+        if no_color {
+            c.env("NO_COLOR", "1");
+        }
+        text(&c.output().unwrap().stdout)
+    };
+    let tty = run(false);
+    assert!(
+        tty.contains("\x1b[1;33mwarning\x1b[0m[\x1b[1mLC105\x1b[0m]"),
+        "{tty:?}"
+    );
+    let plain = run(true);
+    assert!(
+        plain.contains("warning[LC105]") && !plain.contains('\x1b'),
+        "{plain:?}"
+    );
+}

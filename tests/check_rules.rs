@@ -284,3 +284,41 @@ fn every_rule_has_a_positive_and_a_negative_case() {
         assert!(has(true), "{id} has no negative case");
     }
 }
+
+/// Pod, DaemonSet, Job, CronJob and a ReplicaSet inside a List, in one multi-document
+/// file: each pod template is found and its app's timeout checked.
+#[test]
+fn every_kubernetes_workload_kind_is_read() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/check/kinds");
+    let (code, json) = check_json(&dir);
+    let got: Vec<String> = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            format!(
+                "{}:{} {} {}",
+                f["line"],
+                f["column"],
+                f["rule"].as_str().unwrap(),
+                f["message"]
+                    .as_str()
+                    .unwrap()
+                    .split(" may take")
+                    .next()
+                    .unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "10:7 LC201 sidekiq",
+            "26:11 LC201 gunicorn",
+            "39:71 LC201 celery",
+            "56:81 LC201 uvicorn",
+            "75:33 LC201 Spring Boot"
+        ]
+    );
+    assert_eq!(code, 1);
+}
