@@ -66,7 +66,16 @@ const CASES: &[Case] = &[
             "`node` runs as PID 1 without an init: unless the code handles SIGTERM itself it ignores the stop signal, and nothing reaps orphans",
         )],
     ),
+    (
+        "lc105-pos-k8s",
+        &[(
+            "deployment.yaml:15:11",
+            "LC105",
+            "`node` runs as PID 1 without an init: unless the code handles SIGTERM itself it ignores the stop signal, and nothing reaps orphans",
+        )],
+    ),
     ("lc105-neg", &[]),
+    ("lc105-neg-k8s", &[]),
     (
         "lc106-pos",
         &[(
@@ -83,7 +92,16 @@ const CASES: &[Case] = &[
             "nginx is stopped with SIGTERM, its fast stop that drops open connections; use SIGQUIT",
         )],
     ),
+    (
+        "lc106-pos-k8s",
+        &[(
+            "deployment.yaml:15:11",
+            "LC106",
+            "nginx runs without a stop signal, so it gets SIGTERM (its fast stop, which drops open connections); set STOPSIGNAL SIGQUIT",
+        )],
+    ),
     ("lc106-neg", &[]),
+    ("lc106-neg-k8s", &[]),
     (
         "lc201-pos-ecs",
         &[(
@@ -182,7 +200,7 @@ const CASES: &[Case] = &[
     (
         "lc208-pos",
         &[(
-            "task-definition.json:8:56",
+            "task-definition.json:8:98",
             "LC208",
             "lastcall run would refuse to start: signal plan step TERM@+40s fires at 40s after the stop began, at or after lastcall's SIGKILL at 29s (--stop-timeout 30s minus --kill-margin); give it a smaller offset or raise --stop-timeout",
         )],

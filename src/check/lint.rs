@@ -255,7 +255,7 @@ fn pid1_rules(
             flagged = true;
         }
     }
-    if launch.init.is_none() && !flagged && apps::needs_init(&app) {
+    if launch.init.is_none() && !launch.entrypoint_unknown && !flagged && apps::needs_init(&app) {
         let prog = apps::program_index(&app)
             .map(|i| apps::base(&app[i].value).to_string())
             .unwrap_or_default();
@@ -291,10 +291,17 @@ fn nginx_signal(
     let set = c
         .and_then(|c| c.stop_signal.as_ref())
         .or_else(|| image.and_then(|i| i.stop_signal.as_ref()));
-    let official = image.is_some_and(|i| {
-        let b = i.base.rsplit('/').next().unwrap_or(&i.base);
+    // The official nginx and openresty images set STOPSIGNAL SIGQUIT themselves.
+    let is_official = |name: &str| {
+        let b = name.rsplit('/').next().unwrap_or(name);
         b.starts_with("nginx") || b.starts_with("openresty")
-    });
+    };
+    let official = match image {
+        Some(i) => is_official(&i.base),
+        None => c
+            .and_then(|c| c.image.as_ref())
+            .is_some_and(|i| is_official(&i.value)),
+    };
     match set {
         Some(sig) => {
             let name = sig

@@ -46,6 +46,9 @@ pub struct Launch {
     pub lastcall: Option<Lastcall>,
     /// The command the init starts (all of `words` when there is no init).
     pub app: Vec<Spanned<String>>,
+    /// The container replaces only CMD and its image's Dockerfile is not among the
+    /// files: whatever ENTRYPOINT the image has (an init, often) is unknown.
+    pub entrypoint_unknown: bool,
 }
 
 /// The effective command line, by Docker's rules: a container `entrypoint` replaces the
@@ -85,12 +88,14 @@ pub fn launch(image: Option<&Image>, c: Option<&Container>, env: &Env) -> Option
         Some((init, lastcall, app)) => (Some(init), lastcall, app),
         None => (platform_init, None, words.clone()),
     };
+    let entrypoint_unknown = image.is_none() && c.is_some_and(|c| c.entrypoint.is_none());
     Some(Launch {
         words,
         head,
         init,
         lastcall,
         app,
+        entrypoint_unknown,
     })
 }
 
@@ -188,22 +193,33 @@ fn lastcall(loc: Loc, flags: &[Spanned<String>], env: &Env) -> Lastcall {
     let mut set_at = Vec::new();
     let mut argv: Vec<String> = vec!["run".into()];
     let mut explicit = Vec::new();
-    for w in flags {
-        if w.value == "--" || !w.value.starts_with("--") {
-            if !w.value.starts_with('-') || w.value == "--" {
-                break;
+    // Where each flag's value is: the word after `--flag`, or `--flag=value` itself.
+    let mut i = 0;
+    while let Some(w) = flags.get(i) {
+        let Some(body) = w.value.strip_prefix("--").filter(|b| !b.is_empty()) else {
+            break;
+        };
+        let (name, inline) = match body.split_once('=') {
+            Some((n, _)) => (n.to_string(), true),
+            None => (body.to_string(), false),
+        };
+        let takes_value = run
+            .as_ref()
+            .and_then(|r| {
+                r.get_arguments()
+                    .find(|a| a.get_long() == Some(name.as_str()))
+            })
+            .is_some_and(|a| a.get_action().takes_values());
+        let at = match flags.get(i + 1) {
+            Some(value) if takes_value && !inline => {
+                i += 1;
+                value.loc
             }
-            continue;
-        }
-        let name = w
-            .value
-            .trim_start_matches("--")
-            .split('=')
-            .next()
-            .unwrap_or_default()
-            .to_string();
+            _ => w.loc,
+        };
         explicit.push(name.clone());
-        set_at.push((name, w.loc));
+        set_at.push((name, at));
+        i += 1;
     }
     if let Some(run) = &run {
         for (k, v) in env {
