@@ -161,6 +161,25 @@ fn the_config_file_ignores_rules_changes_severities_and_excludes_paths() {
     }
 }
 
+/// Excludes are relative to the current directory, also when the path is given absolute.
+#[test]
+fn excludes_apply_to_absolute_paths_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "legacy/Dockerfile", "FROM x\nCMD a && b\n");
+    write(tmp.path(), ".lastcall-check.yaml", "exclude: [legacy/]\n");
+    let abs = tmp.path().canonicalize().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lastcall"))
+        .current_dir(&abs)
+        .arg("check")
+        .arg(&abs)
+        .output()
+        .unwrap();
+    assert_eq!(
+        (out.status.code(), text(&out.stdout)),
+        (Some(0), String::new())
+    );
+}
+
 #[test]
 fn usage_errors_exit_2_with_one_line() {
     let tmp = tempfile::tempdir().unwrap();

@@ -29,9 +29,14 @@ pub struct Config {
 }
 
 impl Config {
-    /// Is this path excluded? Paths are compared as written, by prefix.
+    /// Is this path excluded? Entries are path prefixes relative to the current
+    /// directory; absolute paths under it are compared relative to it.
     pub fn excluded(&self, path: &Path) -> bool {
-        let p = path.to_string_lossy();
+        let relative = std::env::current_dir()
+            .ok()
+            .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
+            .unwrap_or_else(|| path.to_path_buf());
+        let p = relative.to_string_lossy();
         let p = p.trim_start_matches("./");
         self.exclude
             .iter()

@@ -84,7 +84,13 @@ pub fn check(paths: &[PathBuf], kind: Option<Kind>, config: &config::Config) -> 
     let mut errors = Vec::new();
     let mut files = scan::collect(paths, config, &mut errors);
     let mut seen = std::collections::HashSet::new();
-    files.retain(|(p, _)| seen.insert(p.components().collect::<PathBuf>()));
+    files.retain(|(p, _)| {
+        let normal: PathBuf = p
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect();
+        seen.insert(normal)
+    });
     let mut facts = Facts::default();
     for (path, explicit) in files {
         if let Err(e) = scan::read(&path, explicit, kind, &mut facts) {
