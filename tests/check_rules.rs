@@ -142,7 +142,24 @@ const CASES: &[Case] = &[
             "sidekiq may take 8s to stop (-t) + 5s to push unfinished jobs back, but lastcall sends TERM@-12s at 18s at the latest (unready 0s + closing 0s) and SIGKILLs at 29s, which leaves it 11s; it wants 14s (1s to spare)",
         )],
     ),
+    (
+        "lc201-pos-puma",
+        &[(
+            "config/puma.rb:13:25",
+            "LC201",
+            "puma may take 1m to stop (worker_shutdown_timeout), but stopTimeout 45s, which leaves it 45s; it wants 65s (5s to spare)",
+        )],
+    ),
+    (
+        "lc201-pos-spring",
+        &[(
+            "src/main/resources/application.yml:8:33",
+            "LC201",
+            "Spring Boot may take 45s to stop (spring.lifecycle.timeout-per-shutdown-phase), but terminationGracePeriodSeconds 30s (the default), which leaves it 30s; it wants 50s (5s to spare)",
+        )],
+    ),
     ("lc201-neg", &[]),
+    ("lc201-neg-sidekiq", &[]),
     (
         "lc202-pos",
         &[(

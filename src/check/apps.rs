@@ -3,17 +3,27 @@
 //!
 //! | app | setting | default |
 //! |---|---|---|
-//! | sidekiq | `-t` / `--timeout` | 25 s, + ~5 s to push unfinished jobs back |
+//! | sidekiq | `-t` / `--timeout`, `:timeout:` in its config | 25 s, + ~5 s to push unfinished jobs back |
 //! | gunicorn | `--graceful-timeout`, `GUNICORN_CMD_ARGS` | 30 s |
-//! | puma / rails server | `worker_shutdown_timeout` | 30 s |
+//! | puma / rails server | `worker_shutdown_timeout` in `config/puma.rb` | 30 s |
 //! | uvicorn | `--timeout-graceful-shutdown` | none (not checked) |
 //! | celery worker | `--time-limit` | none: warm shutdown waits for running tasks |
-//! | Spring Boot | `spring.lifecycle.timeout-per-shutdown-phase` | 30 s, when `server.shutdown=graceful` |
+//! | Spring Boot | `spring.lifecycle.timeout-per-shutdown-phase` (args, env, application.*) | 30 s, when `server.shutdown=graceful` |
+//!
+//! Config files come from [`super::appconfig`], read next to the image's Dockerfile.
 
 use std::time::Duration;
 
-use super::model::{Env, Loc, Spanned, env_get};
+use super::appconfig;
+use super::model::{Env, Facts, FileId, Loc, Spanned, env_get};
 use super::shell;
+
+/// The app config files of the image, if its Dockerfile is known.
+#[derive(Debug, Clone, Copy)]
+pub struct Configs<'a> {
+    pub facts: &'a Facts,
+    pub files: &'a [(String, FileId)],
+}
 
 /// How long an app may take to stop once it got its stop signal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +95,11 @@ fn secs(v: &Spanned<String>) -> Option<(Duration, Loc)> {
 }
 
 /// Recognise the app of an argv (already past any init and shell).
-pub fn recognise(argv: &[Spanned<String>], env: &Env) -> Option<AppStop> {
+pub fn recognise(
+    argv: &[Spanned<String>],
+    env: &Env,
+    configs: Option<Configs<'_>>,
+) -> Option<AppStop> {
     let i = program_index(argv)?;
     let args = &argv[i..];
     let prog = base(&args[0].value);
@@ -98,15 +112,16 @@ pub fn recognise(argv: &[Spanned<String>], env: &Env) -> Option<AppStop> {
         at: found.map(|f| f.1),
     };
     match (prog, sub) {
-        ("sidekiq", _) => Some(AppStop {
-            after: Duration::from_secs(5),
-            ..stop(
-                "sidekiq",
-                Some(25),
-                "-t",
-                flag(args, &["--timeout", "-t"]).as_ref().and_then(secs),
-            )
-        }),
+        ("sidekiq", _) => {
+            let config = flag(args, &["--config", "-C"]);
+            let path = config.as_ref().map(|s| s.value.as_str());
+            let found = flag(args, &["--timeout", "-t"])
+                .or_else(|| configs.and_then(|c| appconfig::sidekiq(c.facts, c.files, path)));
+            Some(AppStop {
+                after: Duration::from_secs(5),
+                ..stop("sidekiq", Some(25), "-t", found.as_ref().and_then(secs))
+            })
+        }
         ("gunicorn", _) => {
             let from_env = env_get(env, "GUNICORN_CMD_ARGS").and_then(|v| {
                 let words: Vec<_> = shell::split(&v.value)
@@ -124,7 +139,15 @@ pub fn recognise(argv: &[Spanned<String>], env: &Env) -> Option<AppStop> {
             ))
         }
         ("puma", _) | ("rails", Some("server" | "s")) => {
-            Some(stop("puma", Some(30), "worker_shutdown_timeout", None))
+            let config = flag(args, &["--config", "-C"]);
+            let path = config.as_ref().map(|s| s.value.as_str());
+            let found = configs.and_then(|c| appconfig::puma(c.facts, c.files, path));
+            Some(stop(
+                "puma",
+                Some(30),
+                "worker_shutdown_timeout",
+                found.as_ref().and_then(secs),
+            ))
         }
         ("uvicorn", _) => {
             let found = flag(args, &["--timeout-graceful-shutdown"])
@@ -143,15 +166,18 @@ pub fn recognise(argv: &[Spanned<String>], env: &Env) -> Option<AppStop> {
             "--time-limit",
             flag(args, &["--time-limit"]).as_ref().and_then(secs),
         )),
-        ("java", _) => spring(args, env),
+        ("java", _) => spring(args, env, configs),
         _ => None,
     }
 }
 
 /// Spring Boot's graceful shutdown: only on when `server.shutdown=graceful` (or a phase
 /// timeout is set); a bare number in Spring is milliseconds.
-fn spring(args: &[Spanned<String>], env: &Env) -> Option<AppStop> {
-    let mut props: Vec<(String, Spanned<String>)> = Vec::new();
+fn spring(args: &[Spanned<String>], env: &Env, configs: Option<Configs<'_>>) -> Option<AppStop> {
+    // Lowest precedence first: config files, then environment and command line.
+    let mut props: Vec<(String, Spanned<String>)> = configs
+        .map(|c| appconfig::spring(c.facts, c.files))
+        .unwrap_or_default();
     let mut add = |s: &str, loc: Loc| {
         let s = s.trim_start_matches("-D").trim_start_matches("--");
         if let Some((k, v)) = s.split_once('=') {
@@ -312,7 +338,7 @@ mod tests {
                     )
                 })
                 .collect();
-            let got = recognise(&argv(cmd), &env)
+            let got = recognise(&argv(cmd), &env, None)
                 .map(|a| (a.app, a.timeout.map(|d| d.as_secs()), a.at.is_some()));
             assert_eq!(got, *want, "{cmd}");
         }

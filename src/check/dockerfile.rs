@@ -163,6 +163,7 @@ pub fn parse(
         stop_signal: last.stop_signal,
         env: last.env,
         scripts: Vec::new(),
+        configs: Vec::new(),
     };
     Ok((image, scripts))
 }

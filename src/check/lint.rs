@@ -264,7 +264,11 @@ fn pid1_rules(
     if apps::is_nginx(&app) {
         nginx_signal(launch, image, c, out);
     }
-    apps::recognise(&app, env)
+    let configs = image.map(|i| apps::Configs {
+        facts,
+        files: &i.configs,
+    });
+    apps::recognise(&app, env, configs)
 }
 
 /// The signal nginx gets: lastcall's plan, else the container's or image's stop signal,

@@ -18,6 +18,7 @@
 //!
 //! Rules live in [`rules`] with stable IDs and their `--explain` text.
 
+pub mod appconfig;
 pub mod apps;
 pub mod cloudformation;
 pub mod compose;

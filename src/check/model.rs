@@ -85,6 +85,8 @@ pub struct Image {
     pub env: Env,
     /// Scripts copied from the build context, by their path inside the image.
     pub scripts: Vec<(String, FileId)>,
+    /// App config files found in the build context, by their path relative to it.
+    pub configs: Vec<(String, FileId)>,
 }
 
 /// Which orchestrator stops the container, which decides the defaults.

@@ -67,7 +67,7 @@ pub static RULES: &[Rule] = &[
         id: "LC102",
         severity: Severity::Error,
         title: "compound shell command as PID 1: the app never gets SIGTERM",
-        why: "With `;`, `&&`, `||`, `|`, `&` or `$(…)` the shell cannot exec the app: it stays as PID 1 (or as the only child an init signals), ignores or swallows SIGTERM, and the app runs on until the SIGKILL at the deadline. Every stop then drops what was in flight (seed 001).",
+        why: "With `;`, `&&`, `||`, `|`, `&` or `$(…)` the shell cannot exec the app: it stays as PID 1 (or as the only child an init signals), ignores or swallows SIGTERM, and the app runs on until the SIGKILL at the deadline. Every stop then drops what was in flight.",
         fix: "Move setup into an entrypoint script that ends with `exec \"$@\"`, or end the command with `exec`: sh -c 'migrate && exec app'. Or put an init that signals the whole process group in front (lastcall run, dumb-init, tini -g).",
     },
     Rule {
@@ -102,7 +102,7 @@ pub static RULES: &[Rule] = &[
         id: "LC201",
         severity: Severity::Error,
         title: "app shutdown timeout not comfortably below the stop timeout",
-        why: "An app that may take as long as the platform's grace period to stop (plus the few seconds it needs after its own timeout, e.g. Sidekiq pushing unfinished jobs back to Redis) is SIGKILLed in the middle of that work. Seed 001: Sidekiq's 25 s timeout + ~5 s against ECS's 30 s stopTimeout lost jobs. lastcall check wants 5 s between the app's timeout and the SIGKILL.",
+        why: "An app that may take as long as the platform's grace period to stop (plus the few seconds it needs after its own timeout, e.g. Sidekiq pushing unfinished jobs back to Redis) is SIGKILLed in the middle of that work. Sidekiq's default 25 s timeout plus ~5 s of pushing jobs back does not fit ECS's default 30 s stopTimeout. lastcall check wants 5 s between the app's timeout (and what follows it) and the SIGKILL; 1 s under lastcall, which keeps its own kill margin.",
         fix: "Lower the app's timeout (sidekiq -t, gunicorn --graceful-timeout, …) or raise the grace period (stopTimeout, terminationGracePeriodSeconds, stop_grace_period) so that app timeout + 5 s fits.",
     },
     Rule {
@@ -116,7 +116,7 @@ pub static RULES: &[Rule] = &[
         id: "LC203",
         severity: Severity::Error,
         title: "Fargate Spot: deregistration delay + stopTimeout exceed the 2-minute notice",
-        why: "A Fargate Spot task gets a 2-minute interruption notice. Deregistration from the target group and the stop timeout both have to fit in it, or the task is killed mid-drain (seed 003). A deregistration delay left at its 300 s default cannot fit at all.",
+        why: "A Fargate Spot task gets a 2-minute interruption notice. Deregistration from the target group and the stop timeout both have to fit in it, or the task is killed mid-drain. A deregistration delay left at its 300 s default cannot fit at all.",
         fix: "Set deregistration_delay.timeout_seconds well below 120 (e.g. 30) and keep delay + stopTimeout ≤ 120.",
     },
     Rule {

@@ -166,6 +166,14 @@ pub fn read_text(
                 image.scripts.push((in_image, id));
             }
         }
+        let named: Vec<String> = [&image.entrypoint, &image.cmd]
+            .into_iter()
+            .flatten()
+            .flat_map(|a| a.words.windows(2))
+            .filter(|w| w[0].value == "-C" || w[0].value == "--config")
+            .map(|w| w[1].value.clone())
+            .collect();
+        image.configs = super::appconfig::load(&image.context, &named, facts);
         facts.images.push(image);
         return Ok(());
     }
