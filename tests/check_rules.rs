@@ -195,6 +195,14 @@ const CASES: &[Case] = &[
             "the target group notices an unhealthy target after 30s × 3 = 90s, longer than lastcall's unready phase of 20s: new requests still arrive after the app stopped taking them",
         )],
     ),
+    (
+        "lc205-pos-image",
+        &[(
+            "template.yaml:13:3",
+            "LC205",
+            "the target group notices an unhealthy target after 30s × 2 = 1m, longer than lastcall's unready phase of 15s: new requests still arrive after the app stopped taking them",
+        )],
+    ),
     ("lc205-neg", &[]),
     (
         "lc206-pos",

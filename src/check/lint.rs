@@ -82,7 +82,7 @@ pub fn lint(facts: &Facts) -> Vec<Finding> {
 /// in a directory named like the image's repository; else the only Dockerfile there is,
 /// when the container is the task's only one or its image comes from the account's own
 /// registry (ECR) rather than a public image such as a sidecar.
-fn image_for(facts: &Facts, dep: &Deployment, c: &Container) -> Option<usize> {
+pub(crate) fn image_for(facts: &Facts, dep: &Deployment, c: &Container) -> Option<usize> {
     let same = |a: &Path, b: &Path| a.components().eq(b.components());
     if let Some(build) = &c.build {
         return facts

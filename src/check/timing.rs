@@ -268,7 +268,7 @@ pub fn service_rules(facts: &Facts, out: &mut Vec<Finding>) {
                         .related(Some(svc.loc), "the service"),
                 );
             }
-            detection_rule(svc.spot.is_some(), tg, task, max_stop, out);
+            detection_rule(facts, svc.spot.is_some(), tg, task, max_stop, out);
         }
     }
 }
@@ -276,6 +276,7 @@ pub fn service_rules(facts: &Facts, out: &mut Vec<Finding>) {
 /// LC205: interval × unhealthy threshold against the time the container gives the load
 /// balancer to notice it is going away.
 fn detection_rule(
+    facts: &Facts,
     spot: bool,
     tg: &TargetGroup,
     task: Option<&Deployment>,
@@ -298,10 +299,12 @@ fn detection_rule(
         .map_or(tg.loc, |v| v.loc);
     let unready = task
         .into_iter()
-        .flat_map(|d| &d.containers)
-        .filter_map(|c| {
-            let env: Vec<_> = c.env.clone();
-            let launch = super::process::launch(None, Some(c), &env)?;
+        .flat_map(|d| d.containers.iter().map(move |c| (d, c)))
+        .filter_map(|(d, c)| {
+            let image = super::lint::image_for(facts, d, c).map(|i| &facts.images[i]);
+            let mut env = image.map(|i| i.env.clone()).unwrap_or_default();
+            env.extend(c.env.iter().cloned());
+            let launch = super::process::launch(image, Some(c), &env)?;
             let args = launch.lastcall?.args.ok()?;
             let b = args.budget().ok()?;
             (!b.unready_cap.is_zero()).then_some(b.unready_cap)
