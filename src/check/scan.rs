@@ -48,7 +48,7 @@ pub fn collect(
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
-            walk(p, config, &mut out, 0);
+            walk(p, config, &mut out, errors, 0);
         } else if p.as_os_str() == "-" || p.is_file() {
             out.push((p.clone(), true));
         } else {
@@ -62,12 +62,26 @@ pub fn collect(
     out
 }
 
-fn walk(dir: &Path, config: &Config, out: &mut Vec<(PathBuf, bool)>, depth: usize) {
+fn walk(
+    dir: &Path,
+    config: &Config,
+    out: &mut Vec<(PathBuf, bool)>,
+    errors: &mut Vec<FileError>,
+    depth: usize,
+) {
     if depth > 12 || config.excluded(dir) {
         return;
     }
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            errors.push(FileError {
+                path: dir.to_path_buf(),
+                span: None,
+                message: format!("cannot read the directory: {e}"),
+            });
+            return;
+        }
     };
     // `lastcall check .` shows `Dockerfile`, not `./Dockerfile`.
     let mut entries: Vec<_> = entries
@@ -88,7 +102,7 @@ fn walk(dir: &Path, config: &Config, out: &mut Vec<(PathBuf, bool)>, depth: usiz
             if !(name.starts_with('.')
                 || matches!(name.as_str(), "node_modules" | "vendor" | "target"))
             {
-                walk(&path, config, out, depth + 1);
+                walk(&path, config, out, errors, depth + 1);
             }
         } else if is_dockerfile_name(&name) || is_data_name(&name) {
             out.push((path, false));
