@@ -23,12 +23,19 @@ pub enum Kind {
 /// Files larger than this are not deployment files.
 const MAX_BYTES: u64 = 4 << 20;
 
+/// Endings that make `dockerfile.*` a source or data file about Dockerfiles (a parser's
+/// `dockerfile.rs`, a `dockerfile.md`), not a Dockerfile variant like `Dockerfile.prod`.
+const NOT_DOCKERFILE: [&str; 16] = [
+    "rs", "go", "py", "rb", "js", "ts", "java", "kt", "c", "h", "sh", "md", "txt", "json", "yaml",
+    "yml",
+];
+
 fn is_dockerfile_name(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    lower == "dockerfile"
-        || lower.starts_with("dockerfile.")
-        || lower.ends_with(".dockerfile")
-        || lower == "containerfile"
+    let variant = lower
+        .strip_prefix("dockerfile.")
+        .is_some_and(|suffix| !NOT_DOCKERFILE.contains(&suffix));
+    lower == "dockerfile" || variant || lower.ends_with(".dockerfile") || lower == "containerfile"
 }
 
 fn is_data_name(name: &str) -> bool {
@@ -250,5 +257,28 @@ fn detect(doc: &Node) -> Option<Kind> {
         Some(Kind::Compose)
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_dockerfile_name;
+
+    #[test]
+    fn dockerfile_names() {
+        let table = [
+            ("Dockerfile", true),
+            ("Dockerfile.prod", true),
+            ("dockerfile.dev", true),
+            ("api.Dockerfile", true),
+            ("Containerfile", true),
+            ("dockerfile.rs", false),
+            ("Dockerfile.md", false),
+            ("dockerfile.go", false),
+            ("Dockerfiles", false),
+        ];
+        for (name, is) in table {
+            assert_eq!(is_dockerfile_name(name), is, "{name}");
+        }
     }
 }
