@@ -32,16 +32,29 @@ impl Config {
     /// Is this path excluded? Entries are path prefixes relative to the current
     /// directory; absolute paths under it are compared relative to it.
     pub fn excluded(&self, path: &Path) -> bool {
-        let relative = std::env::current_dir()
-            .ok()
-            .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
-            .unwrap_or_else(|| path.to_path_buf());
-        let p = relative.to_string_lossy();
-        let p = p.trim_start_matches("./");
-        self.exclude
-            .iter()
-            .any(|e| p.starts_with(e.trim_start_matches("./")))
+        self.excluded_below(Path::new(""), path)
     }
+
+    /// Is `path`, found while scanning the directory `root` the user named, excluded? An
+    /// entry that covers `root` itself does not count: naming a directory inside an
+    /// excluded tree asks for it to be checked.
+    pub fn excluded_below(&self, root: &Path, path: &Path) -> bool {
+        let (root, path) = (relative(root), relative(path));
+        self.exclude.iter().any(|e| {
+            let e = e.trim_start_matches("./");
+            path.starts_with(e) && !(root.starts_with(e) && !root.is_empty())
+        })
+    }
+}
+
+/// `path` relative to the current directory, without a leading `./`.
+fn relative(path: &Path) -> String {
+    let relative = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        .unwrap_or_else(|| path.to_path_buf());
+    let p = relative.to_string_lossy();
+    p.trim_start_matches("./").to_string()
 }
 
 /// Read the config: the given path must exist; the default one may not.
@@ -199,5 +212,23 @@ mod tests {
         assert_eq!(c.fail_on, Some(Severity::Error));
         assert_eq!(c.ignore, ["LC204"]);
         assert!(c.excluded(Path::new("./vendor/x/Dockerfile")));
+    }
+
+    #[test]
+    fn a_named_directory_inside_an_excluded_tree_is_checked() {
+        let c = parse("exclude: [fixtures/, fixtures/a/skip/]\n").unwrap();
+        let table = [
+            (".", "fixtures/a/Dockerfile", true),
+            ("fixtures/a", "fixtures/a/Dockerfile", false),
+            ("fixtures/a", "fixtures/a/skip/Dockerfile", true),
+            ("src", "src/Dockerfile", false),
+        ];
+        for (root, path, excluded) in table {
+            assert_eq!(
+                c.excluded_below(Path::new(root), Path::new(path)),
+                excluded,
+                "{root} {path}"
+            );
+        }
     }
 }

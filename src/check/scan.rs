@@ -55,7 +55,7 @@ pub fn collect(
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
-            walk(p, config, &mut out, errors, 0);
+            walk(p, p, config, &mut out, errors, 0);
         } else if p.as_os_str() == "-" || p.is_file() {
             out.push((p.clone(), true));
         } else {
@@ -70,13 +70,16 @@ pub fn collect(
 }
 
 fn walk(
+    root: &Path,
     dir: &Path,
     config: &Config,
     out: &mut Vec<(PathBuf, bool)>,
     errors: &mut Vec<FileError>,
     depth: usize,
 ) {
-    if depth > 12 || config.excluded(dir) {
+    // Excludes prune what a directory scan finds; a path the user names is always checked,
+    // as with other linters.
+    if depth > 12 {
         return;
     }
     let entries = match std::fs::read_dir(dir) {
@@ -102,14 +105,14 @@ fn walk(
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
-        if config.excluded(&path) {
+        if config.excluded_below(root, &path) {
             continue;
         }
         if path.is_dir() {
             if !(name.starts_with('.')
                 || matches!(name.as_str(), "node_modules" | "vendor" | "target"))
             {
-                walk(&path, config, out, errors, depth + 1);
+                walk(root, &path, config, out, errors, depth + 1);
             }
         } else if is_dockerfile_name(&name) || is_data_name(&name) {
             out.push((path, false));
