@@ -42,7 +42,7 @@ impl Config {
         let (root, path) = (relative(root), relative(path));
         self.exclude.iter().any(|e| {
             let e = e.trim_start_matches("./");
-            path.starts_with(e) && !(root.starts_with(e) && !root.is_empty())
+            path.starts_with(e) && (root.is_empty() || !root.starts_with(e))
         })
     }
 }
