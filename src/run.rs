@@ -252,7 +252,9 @@ async fn watch_trigger_file(path: PathBuf, drain: Drain) {
 /// starting with `-` is a mistyped option.
 fn mistyped_flag(command: &[OsString]) -> Option<String> {
     let first = command.first()?.to_string_lossy();
-    let explicit = std::env::args_os().any(|a| a == "--");
+    // `run --bogus -- app` reaches here as COMMAND `--bogus -- app`: the `--` that should
+    // have ended the options was swallowed with the rest.
+    let explicit = std::env::args_os().any(|a| a == "--") && !command.iter().any(|a| a == "--");
     (first.starts_with('-') && !explicit).then(|| first.into_owned())
 }
 

@@ -84,6 +84,10 @@ fn usage_mistakes_are_one_line_and_exit_2() {
             "lastcall: unknown option '--stop-timout' for lastcall run (options go before COMMAND; write -- before a COMMAND that starts with -)",
         ),
         (
+            &["run", "--bogus", "--", "true"],
+            "lastcall: unknown option '--bogus' for lastcall run (options go before COMMAND; write -- before a COMMAND that starts with -)",
+        ),
+        (
             &["run", "--signal-plan", "TERM@12s", "--", "true"],
             "lastcall: invalid value 'TERM@12s' for '--signal-plan <PLAN>': invalid signal plan step `TERM@12s`: the offset needs a sign: +D after stopping begins, -D before the deadline (write e.g. TERM@+0 or TSTP@+0,TERM@-12s) (see lastcall --help)",
         ),
