@@ -33,7 +33,10 @@ const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().keep_alive(true).max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http1()
+        .keep_alive(true)
+        .max_buf_size(MAX_HEADER_BYTES);
     let builder = Arc::new(builder);
     loop {
         let (stream, peer) = match listener.accept().await {

@@ -94,7 +94,10 @@ impl Upstream {
                     self.addr,
                     error_chain(&e)
                 );
-                Err(local(StatusCode::BAD_GATEWAY, "502 bad gateway: the app did not answer\n"))
+                Err(local(
+                    StatusCode::BAD_GATEWAY,
+                    "502 bad gateway: the app did not answer\n",
+                ))
             }
             Err(_) => {
                 metrics::upstream_error(UpstreamError::Timeout);
@@ -104,7 +107,10 @@ impl Upstream {
                     self.addr,
                     crate::duration::fmt(self.timeout)
                 );
-                Err(local(StatusCode::GATEWAY_TIMEOUT, "504 gateway timeout: the app took too long\n"))
+                Err(local(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "504 gateway timeout: the app took too long\n",
+                ))
             }
         }
     }
@@ -304,13 +310,20 @@ mod tests {
     fn upgrades_are_recognised() {
         let table = [
             (Version::HTTP_11, "Upgrade", Some("websocket"), true),
-            (Version::HTTP_11, "keep-alive, Upgrade", Some("websocket"), true),
+            (
+                Version::HTTP_11,
+                "keep-alive, Upgrade",
+                Some("websocket"),
+                true,
+            ),
             (Version::HTTP_11, "keep-alive", Some("websocket"), false),
             (Version::HTTP_11, "upgrade", None, false),
             (Version::HTTP_10, "upgrade", Some("websocket"), false),
         ];
         for (version, connection, upgrade, expect) in table {
-            let mut b = Request::builder().version(version).header("connection", connection);
+            let mut b = Request::builder()
+                .version(version)
+                .header("connection", connection);
             if let Some(u) = upgrade {
                 b = b.header("upgrade", u);
             }

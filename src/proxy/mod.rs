@@ -159,7 +159,9 @@ fn health_uri(upstream: SocketAddr, path: &str) -> Result<Uri, ProxyError> {
     if !path.starts_with('/') {
         return Err(bad());
     }
-    format!("http://{upstream}{path}").parse().map_err(|_| bad())
+    format!("http://{upstream}{path}")
+        .parse()
+        .map_err(|_| bad())
 }
 
 async fn mirror_phase(shared: Arc<Shared>) {
