@@ -8,24 +8,24 @@
 //!   request is handled start to finish by one event loop, as in nginx or HAProxy, instead
 //!   of hopping between the workers of a shared runtime. The supervisor's runtime is left
 //!   alone by the data path.
-//! - [`conn`] accepts connections for the whole life of the process. The accept loop never
+//! - `conn` accepts connections for the whole life of the process. The accept loop never
 //!   stops on its own (hyper #3961): during unready the load balancer still routes here and
 //!   a refused connection would be a failed request. Each connection is served by hyper
 //!   (HTTP/1.1 and h2c) and gets hyper's graceful shutdown when closing begins, which
 //!   closes idle HTTP/1 connections, turns keep-alive off on busy ones and sends h2 GOAWAY.
-//!   Every socket closes through [`io::Linger`]: FIN, then read until the peer's FIN, so
+//!   Every socket closes through `io::Linger`: FIN, then read until the peer's FIN, so
 //!   bytes the client already sent never turn the close into a reset.
-//! - [`service`] answers one request: the health path from [`crate::health::answer`], 503
+//! - `service` answers one request: the health path from [`crate::health::answer`], 503
 //!   with `Connection: close` and `Retry-After` for requests that arrive in closing or
-//!   later, and everything else forwarded by [`forward`].
-//! - [`forward`] rewrites headers (hop-by-hop out, `X-Forwarded-*` in), sends the request
-//!   on a pooled keep-alive upstream connection ([`pool`]) and streams both bodies. The in-flight
-//!   guard rides in the response [`body`] and ends with it; upgraded connections
-//!   ([`tunnel`]) hold theirs until they close.
-//! - [`ready`] moves the machine from starting to serving once the app answers.
+//!   later, and everything else forwarded by `forward`.
+//! - `forward` rewrites headers (hop-by-hop out, `X-Forwarded-*` in), sends the request
+//!   on a pooled keep-alive upstream connection (`pool`) and streams both bodies. The in-flight
+//!   guard rides in the response `body` and ends with it; upgraded connections
+//!   (`tunnel`) hold theirs until they close.
+//! - `ready` moves the machine from starting to serving once the app answers.
 //! - [`metrics`] counts requests by phase and status for the admin endpoint.
 //!
-//! The proxy reads the phase from an atomic mirror ([`PhaseCell`]) on the request path
+//! The proxy reads the phase from an atomic mirror (`PhaseCell`) on the request path
 //! instead of the machine's watch channel: a load instead of a lock, twice per request.
 
 mod body;
