@@ -59,7 +59,7 @@ async fn serve(
     shared: Arc<Shared>,
     builder: Arc<auto::Builder<TokioExecutor>>,
 ) {
-    let accepted_in = shared.phase.get();
+    let accepted_in = shared.drain.phase();
     let mut phases = shared.drain.subscribe();
     let ctx = Arc::new(ConnCtx::new(shared, peer));
     let svc = service_fn(move |req: Request<Incoming>| {

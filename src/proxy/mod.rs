@@ -24,9 +24,6 @@
 //!   (`tunnel`) hold theirs until they close.
 //! - `ready` moves the machine from starting to serving once the app answers.
 //! - [`metrics`] counts requests by phase and status for the admin endpoint.
-//!
-//! The proxy reads the phase from an atomic mirror (`PhaseCell`) on the request path
-//! instead of the machine's watch channel: a load instead of a lock, twice per request.
 
 mod body;
 mod conn;
@@ -40,13 +37,12 @@ mod tunnel;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use hyper::Uri;
 use tokio::net::{TcpListener, TcpSocket};
 
-use crate::drain::{Drain, Phase};
+use crate::drain::Drain;
 use crate::health::HealthCheck;
 use crate::{addr, duration};
 
@@ -93,30 +89,10 @@ pub enum ProxyError {
     NoUpstream,
 }
 
-/// The phase, mirrored into an atomic for the request path.
-#[derive(Debug)]
-pub(crate) struct PhaseCell(AtomicU8);
-
-impl PhaseCell {
-    fn new(p: Phase) -> PhaseCell {
-        PhaseCell(AtomicU8::new(p as u8))
-    }
-
-    pub(crate) fn get(&self) -> Phase {
-        let i = self.0.load(Ordering::Relaxed) as usize;
-        Phase::ALL.get(i).copied().unwrap_or(Phase::Serving)
-    }
-
-    fn set(&self, p: Phase) {
-        self.0.store(p as u8, Ordering::Relaxed);
-    }
-}
-
 /// What every connection of the proxy shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) drain: Drain,
-    pub(crate) phase: PhaseCell,
     pub(crate) health_path: String,
     pub(crate) health: HealthCheck,
     pub(crate) upstream: forward::Upstream,
@@ -149,7 +125,6 @@ pub async fn start(args: &ProxyArgs, health_path: &str, drain: &Drain) -> Result
         let listener = listener.into_std().map_err(bind_err)?;
         let shared = Shared {
             drain: drain.clone(),
-            phase: PhaseCell::new(drain.phase()),
             health_path: health_path.to_string(),
             health: HealthCheck::new(health_uri.clone()),
             upstream: forward::Upstream::new(upstream, args),
@@ -206,7 +181,6 @@ fn serve_thread(listener: std::net::TcpListener, shared: Shared) {
             }
         };
         let shared = Arc::new(shared);
-        tokio::spawn(mirror_phase(shared.clone()));
         conn::accept_loop(listener, shared).await;
     });
 }
@@ -221,16 +195,6 @@ fn health_uri(upstream: SocketAddr, path: &str) -> Result<Uri, ProxyError> {
     format!("http://{upstream}{path}")
         .parse()
         .map_err(|_| bad())
-}
-
-async fn mirror_phase(shared: Arc<Shared>) {
-    let mut rx = shared.drain.subscribe();
-    loop {
-        shared.phase.set(*rx.borrow_and_update());
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
 }
 
 #[cfg(test)]

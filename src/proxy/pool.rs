@@ -272,6 +272,7 @@ impl Pool {
     async fn connect(&self) -> Result<Box<UpConn>, SendError> {
         let stream = self.dial().await?;
         let (tx, io) = http1::Builder::new()
+            .writev(false)
             .handshake(TokioIo::new(stream))
             .await?;
         Ok(Box::new(UpConn { tx, io: Some(io) }))

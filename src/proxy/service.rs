@@ -20,7 +20,7 @@ use hyper::{Request, Response, StatusCode, Version};
 use super::body::ProxyBody;
 use super::forward::{self, is_upgrade};
 use super::{Shared, metrics, tunnel};
-use crate::drain::Phase;
+use crate::drain::{InFlight, Phase};
 use crate::health;
 
 /// What one client connection knows about itself.
@@ -40,40 +40,53 @@ impl ConnCtx {
     }
 }
 
-pub(crate) async fn handle(ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<ProxyBody> {
+pub(crate) async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<ProxyBody> {
     let shared = &ctx.shared;
-    let arrived = shared.phase.get();
+    let drain = &shared.drain;
     let h1 = req.version() < Version::HTTP_2;
-    let mut resp = if req.uri().path() == shared.health_path {
-        let answer = health::answer(&shared.drain, ctx.peer, &shared.health).await;
-        answer.map(ProxyBody::Local)
-    } else if arrived >= Phase::Closing {
-        refuse()
+    let (arrived, mut resp) = if req.uri().path() == shared.health_path {
+        let answer = health::answer(drain, ctx.peer, &shared.health).await;
+        (drain.phase(), answer.map(ProxyBody::Local))
     } else {
-        let guard = shared.drain.start_request();
-        let upgrade = is_upgrade(&req);
-        let on_client = upgrade.then(|| hyper::upgrade::on(&mut req));
-        match shared.upstream.send(req, &ctx.xff, upgrade).await {
-            Err(local) => local,
-            Ok((mut resp, lease)) => match on_client {
-                Some(on_client) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
-                    let on_app = hyper::upgrade::on(&mut resp);
-                    tunnel::spawn(on_client, on_app, (guard, lease), shared.drain.clone());
-                    resp.map(|_| ProxyBody::empty())
-                }
-                _ => resp.map(|body| ProxyBody::upstream(body, guard, lease)),
-            },
+        // Counted in flight before the phase is read: closing either sees this request
+        // and waits for it, or has already ended and this request reads closing or later
+        // and is refused. No request can slip past the end of the drain.
+        let guard = drain.start_request();
+        let arrived = drain.phase();
+        if arrived >= Phase::Closing {
+            drop(guard);
+            (arrived, refuse())
+        } else {
+            (arrived, forward(ctx, req, guard).await)
         }
     };
     metrics::count(arrived, resp.status());
-    if h1
-        && resp.status() != StatusCode::SWITCHING_PROTOCOLS
-        && shared.phase.get() >= Phase::Closing
-    {
+    if h1 && resp.status() != StatusCode::SWITCHING_PROTOCOLS && drain.phase() >= Phase::Closing {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
+}
+
+async fn forward(
+    ctx: &ConnCtx,
+    mut req: Request<Incoming>,
+    guard: InFlight,
+) -> Response<ProxyBody> {
+    let shared = &ctx.shared;
+    let upgrade = is_upgrade(&req);
+    let on_client = upgrade.then(|| hyper::upgrade::on(&mut req));
+    match shared.upstream.send(req, &ctx.xff, upgrade).await {
+        Err(local) => local,
+        Ok((mut resp, lease)) => match on_client {
+            Some(on_client) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                let on_app = hyper::upgrade::on(&mut resp);
+                tunnel::spawn(on_client, on_app, (guard, lease), shared.drain.clone());
+                resp.map(|_| ProxyBody::empty())
+            }
+            _ => resp.map(|body| ProxyBody::upstream(body, guard, lease)),
+        },
+    }
 }
 
 /// The answer to a request that arrives once the drain is closing: the load balancer
