@@ -74,14 +74,16 @@ impl UpConn {
         self.io.is_none() || self.tx.is_closed()
     }
 
-    /// Wait until the connection can take a request; false if it closed instead.
+    /// Can the connection take a request right now? It is driven once first: a connection
+    /// whose response just ended settles into idle then. One that is still busy (the app
+    /// answered before the request body was all sent, and it still is being sent) is not
+    /// waited for: nobody else drives it, so it would never get there.
     async fn ready(&mut self) -> bool {
         poll_fn(|cx| {
-            let closed = self.poll_io(cx).is_ready();
+            let _ = self.poll_io(cx);
             match self.tx.poll_ready(cx) {
                 Poll::Ready(res) => Poll::Ready(res.is_ok()),
-                Poll::Pending if closed => Poll::Ready(false),
-                Poll::Pending => Poll::Pending,
+                Poll::Pending => Poll::Ready(false),
             }
         })
         .await
@@ -182,12 +184,8 @@ impl Pool {
                 Some(c) => (c, false),
                 None => (self.connect().await?, true),
             };
-            if !conn.ready().await {
-                if fresh {
-                    return Err(SendError::Connect(std::io::Error::other(
-                        "the app closed the connection at once",
-                    )));
-                }
+            // A fresh connection takes its first request as it is (hyper buffers it).
+            if !fresh && !conn.ready().await {
                 continue;
             }
             match conn.exchange(req).await {
