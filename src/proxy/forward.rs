@@ -41,6 +41,11 @@ impl Upstream {
         }
     }
 
+    /// Close idle upstream connections that aged out, periodically (runs forever).
+    pub(crate) async fn sweep_forever(&self) {
+        self.pool.clone().sweep_forever().await;
+    }
+
     /// Send `req` to the app. `xff` is the client's address, ready to be a header value.
     /// Returns the app's response with hop-by-hop headers removed, or a 502/504.
     pub(crate) async fn send(

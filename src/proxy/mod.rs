@@ -181,6 +181,10 @@ fn serve_thread(listener: std::net::TcpListener, shared: Shared) {
             }
         };
         let shared = Arc::new(shared);
+        tokio::spawn({
+            let shared = shared.clone();
+            async move { shared.upstream.sweep_forever().await }
+        });
         conn::accept_loop(listener, shared).await;
     });
 }

@@ -276,6 +276,23 @@ impl Pool {
         Ok(Box::new(UpConn { tx, io: Some(io) }))
     }
 
+    /// Close idle connections that are too old to be reused. Nothing drives a connection
+    /// while it sits in the pool, so without this one the app has closed would linger
+    /// half-closed (CLOSE_WAIT) until it is taken.
+    pub(crate) fn sweep(&self) {
+        self.lock()
+            .retain(|c| c.since.elapsed() < IDLE && !c.conn.is_closed());
+    }
+
+    /// Sweep every [`IDLE`], for as long as the pool exists.
+    pub(crate) async fn sweep_forever(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(IDLE);
+        loop {
+            tick.tick().await;
+            self.sweep();
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
         // Only plain pushes and pops happen under this lock; a poisoned one is still sound.
         self.idle
