@@ -1,10 +1,49 @@
 //! The HTTP drain proxy (issue 3): stands in front of the app on `--listen` and follows the
-//! drain machine's phases. Not built yet: `--listen` is refused with a clear message.
+//! drain machine's phases, so a stop loses no request for any app, with no code change.
+//!
+//! # Design
+//!
+//! - The proxy runs on threads of its own, one per CPU, each a single-threaded tokio
+//!   runtime with its own `SO_REUSEPORT` listener, connections and upstream pool: a
+//!   request is handled start to finish by one event loop, as in nginx or HAProxy, instead
+//!   of hopping between the workers of a shared runtime. The supervisor's runtime is left
+//!   alone by the data path.
+//! - `conn` accepts connections for the whole life of the process. The accept loop never
+//!   stops on its own (hyper #3961): during unready the load balancer still routes here and
+//!   a refused connection would be a failed request. Each connection is served by hyper
+//!   (HTTP/1.1 and h2c) and gets hyper's graceful shutdown when closing begins, which
+//!   closes idle HTTP/1 connections, turns keep-alive off on busy ones and sends h2 GOAWAY.
+//!   Every socket closes through `io::Linger`: FIN, then read until the peer's FIN, so
+//!   bytes the client already sent never turn the close into a reset.
+//! - `service` answers one request: the health path from [`crate::health::answer`], 503
+//!   with `Connection: close` and `Retry-After` for requests that arrive in closing or
+//!   later, and everything else forwarded by `forward`.
+//! - `forward` rewrites headers (hop-by-hop out, `X-Forwarded-*` in), sends the request
+//!   on a pooled keep-alive upstream connection (`pool`) and streams both bodies. The in-flight
+//!   guard rides in the response `body` and ends with it; upgraded connections
+//!   (`tunnel`) hold theirs until they close.
+//! - `ready` moves the machine from starting to serving once the app answers.
+//! - [`metrics`] counts requests by phase and status for the admin endpoint.
+
+mod body;
+mod conn;
+mod forward;
+mod io;
+pub mod metrics;
+mod pool;
+mod ready;
+mod service;
+mod tunnel;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::Uri;
+use tokio::net::{TcpListener, TcpSocket};
+
 use crate::drain::Drain;
+use crate::health::HealthCheck;
 use crate::{addr, duration};
 
 /// Flags of the drain proxy, part of `lastcall run`.
@@ -28,22 +67,163 @@ pub struct ProxyArgs {
     /// Cap of the closing phase (default: derived from --stop-timeout).
     #[arg(long, env = "LASTCALL_DRAIN_TIMEOUT", value_name = "DURATION", value_parser = duration::arg)]
     pub drain_timeout: Option<Duration>,
+    /// A connection to the app that takes longer than this is answered 502.
+    #[arg(long, env = "LASTCALL_UPSTREAM_CONNECT_TIMEOUT", value_name = "DURATION", default_value = "5s", value_parser = duration::arg)]
+    pub upstream_connect_timeout: Duration,
+    /// A response whose headers take longer than this is answered 504 (bodies may stream on).
+    #[arg(long, env = "LASTCALL_UPSTREAM_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = duration::arg)]
+    pub upstream_timeout: Duration,
 }
 
 /// The proxy could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on --listen {addr}: {source}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("--listen is not available yet: the drain proxy is being built (issue 3)")]
-    NotBuilt,
+    #[error("--upstream-health-path `{path}` is not a path (write it like /health)")]
+    HealthPath { path: String },
+    #[error("--listen needs --upstream ADDR (where the app listens)")]
+    NoUpstream,
 }
 
-/// Bind the listener and start serving; returns once the proxy runs in the background.
+/// What every connection of the proxy shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) drain: Drain,
+    pub(crate) health_path: String,
+    pub(crate) health: HealthCheck,
+    pub(crate) upstream: forward::Upstream,
+}
+
+/// Bind the listeners and start serving; returns once the proxy runs in the background.
 pub async fn start(args: &ProxyArgs, health_path: &str, drain: &Drain) -> Result<(), ProxyError> {
-    let _ = (args, health_path, drain);
-    Err(ProxyError::NotBuilt)
+    let (Some(listen), Some(upstream)) = (args.listen, args.upstream) else {
+        return Err(ProxyError::NoUpstream);
+    };
+    let health_uri = match &args.upstream_health_path {
+        None => None,
+        Some(path) => Some(health_uri(upstream, path)?),
+    };
+    let bind_err = |source| ProxyError::Bind {
+        addr: listen,
+        source,
+    };
+    // One listener per thread on the same port (SO_REUSEPORT): the kernel spreads
+    // connections, and each thread serves its own with its own event loop.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let first = reuseport_listener(listen).map_err(bind_err)?;
+    let local = first.local_addr().map_err(bind_err)?;
+    let mut listeners = vec![first];
+    for _ in 1..threads {
+        listeners.push(reuseport_listener(local).map_err(bind_err)?);
+    }
+    crate::log::set_phase(drain.phase());
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let listener = listener.into_std().map_err(bind_err)?;
+        let shared = Shared {
+            drain: drain.clone(),
+            health_path: health_path.to_string(),
+            health: HealthCheck::new(health_uri.clone()),
+            upstream: forward::Upstream::new(upstream, args),
+        };
+        std::thread::Builder::new()
+            .name(format!("lastcall-proxy-{i}"))
+            .spawn(move || serve_thread(listener, shared))
+            .map_err(bind_err)?;
+    }
+    tokio::spawn(ready::wait(
+        drain.clone(),
+        upstream,
+        health_uri,
+        args.ready_timeout,
+    ));
+    tracing::info!("proxy listening on {local}, forwarding to {upstream}");
+    Ok(())
+}
+
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// One proxy thread: a single-threaded runtime that owns its listener, its connections
+/// and its upstream pool, so a request never leaves the thread (and its event loop) that
+/// accepted it. The thread inherits the blocked signal mask, so signals stay with the
+/// supervisor's signalfd.
+fn serve_thread(listener: std::net::TcpListener, shared: Shared) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("proxy thread could not start its runtime: {e}");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let listener = match TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("proxy thread could not use its listener: {e}");
+                return;
+            }
+        };
+        let shared = Arc::new(shared);
+        tokio::spawn({
+            let shared = shared.clone();
+            async move { shared.upstream.sweep_forever().await }
+        });
+        conn::accept_loop(listener, shared).await;
+    });
+}
+
+fn health_uri(upstream: SocketAddr, path: &str) -> Result<Uri, ProxyError> {
+    let bad = || ProxyError::HealthPath {
+        path: path.to_string(),
+    };
+    if !path.starts_with('/') {
+        return Err(bad());
+    }
+    format!("http://{upstream}{path}")
+        .parse()
+        .map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_paths_must_be_paths() {
+        let up: SocketAddr = "127.0.0.1:3000".parse().unwrap();
+        assert_eq!(
+            health_uri(up, "/healthz").unwrap().to_string(),
+            "http://127.0.0.1:3000/healthz"
+        );
+        let table = [
+            (
+                "health",
+                "--upstream-health-path `health` is not a path (write it like /health)",
+            ),
+            (
+                "/a b",
+                "--upstream-health-path `/a b` is not a path (write it like /health)",
+            ),
+        ];
+        for (path, msg) in table {
+            assert_eq!(health_uri(up, path).unwrap_err().to_string(), msg);
+        }
+    }
 }
