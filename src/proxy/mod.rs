@@ -1,10 +1,47 @@
 //! The HTTP drain proxy (issue 3): stands in front of the app on `--listen` and follows the
-//! drain machine's phases. Not built yet: `--listen` is refused with a clear message.
+//! drain machine's phases, so a stop loses no request for any app, with no code change.
+//!
+//! # Design
+//!
+//! - [`conn`] accepts connections for the whole life of the process. The accept loop never
+//!   stops on its own (hyper #3961): during unready the load balancer still routes here and
+//!   a refused connection would be a failed request. Each connection is served by hyper
+//!   (HTTP/1.1 and h2c) and gets hyper's graceful shutdown when closing begins, which
+//!   closes idle HTTP/1 connections, turns keep-alive off on busy ones and sends h2 GOAWAY.
+//!   Every socket closes through [`io::Linger`]: FIN, then read until the peer's FIN, so
+//!   bytes the client already sent never turn the close into a reset.
+//! - [`service`] answers one request: the health path from [`crate::health::answer`], 503
+//!   with `Connection: close` and `Retry-After` for requests that arrive in closing or
+//!   later, and everything else forwarded by [`forward`].
+//! - [`forward`] rewrites headers (hop-by-hop out, `X-Forwarded-*` in), sends the request
+//!   on a pooled keep-alive upstream connection and streams both bodies. The in-flight
+//!   guard rides in the response [`body`] and ends with it; upgraded connections
+//!   ([`tunnel`]) hold theirs until they close.
+//! - [`ready`] moves the machine from starting to serving once the app answers.
+//! - [`metrics`] counts requests by phase and status for the admin endpoint.
+//!
+//! The proxy reads the phase from an atomic mirror ([`PhaseCell`]) on the request path
+//! instead of the machine's watch channel: a load instead of a lock, twice per request.
+
+mod body;
+mod conn;
+mod forward;
+mod io;
+pub mod metrics;
+mod ready;
+mod service;
+mod tunnel;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use crate::drain::Drain;
+use hyper::Uri;
+use tokio::net::TcpListener;
+
+use crate::drain::{Drain, Phase};
+use crate::health::HealthCheck;
 use crate::{addr, duration};
 
 /// Flags of the drain proxy, part of `lastcall run`.
@@ -28,22 +65,138 @@ pub struct ProxyArgs {
     /// Cap of the closing phase (default: derived from --stop-timeout).
     #[arg(long, env = "LASTCALL_DRAIN_TIMEOUT", value_name = "DURATION", value_parser = duration::arg)]
     pub drain_timeout: Option<Duration>,
+    /// A connection to the app that takes longer than this is answered 502.
+    #[arg(long, env = "LASTCALL_UPSTREAM_CONNECT_TIMEOUT", value_name = "DURATION", default_value = "5s", value_parser = duration::arg)]
+    pub upstream_connect_timeout: Duration,
+    /// A response whose headers take longer than this is answered 504 (bodies may stream on).
+    #[arg(long, env = "LASTCALL_UPSTREAM_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = duration::arg)]
+    pub upstream_timeout: Duration,
 }
 
 /// The proxy could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on --listen {addr}: {source}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("--listen is not available yet: the drain proxy is being built (issue 3)")]
-    NotBuilt,
+    #[error("--upstream-health-path `{path}` is not a path (write it like /health)")]
+    HealthPath { path: String },
+    #[error("--listen needs --upstream ADDR (where the app listens)")]
+    NoUpstream,
+}
+
+/// The phase, mirrored into an atomic for the request path.
+#[derive(Debug)]
+pub(crate) struct PhaseCell(AtomicU8);
+
+impl PhaseCell {
+    fn new(p: Phase) -> PhaseCell {
+        PhaseCell(AtomicU8::new(p as u8))
+    }
+
+    pub(crate) fn get(&self) -> Phase {
+        let i = self.0.load(Ordering::Relaxed) as usize;
+        Phase::ALL.get(i).copied().unwrap_or(Phase::Serving)
+    }
+
+    fn set(&self, p: Phase) {
+        self.0.store(p as u8, Ordering::Relaxed);
+    }
+}
+
+/// What every connection of the proxy shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) drain: Drain,
+    pub(crate) phase: PhaseCell,
+    pub(crate) health_path: String,
+    pub(crate) health: HealthCheck,
+    pub(crate) upstream: forward::Upstream,
 }
 
 /// Bind the listener and start serving; returns once the proxy runs in the background.
 pub async fn start(args: &ProxyArgs, health_path: &str, drain: &Drain) -> Result<(), ProxyError> {
-    let _ = (args, health_path, drain);
-    Err(ProxyError::NotBuilt)
+    let (Some(listen), Some(upstream)) = (args.listen, args.upstream) else {
+        return Err(ProxyError::NoUpstream);
+    };
+    let health_uri = match &args.upstream_health_path {
+        None => None,
+        Some(path) => Some(health_uri(upstream, path)?),
+    };
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| ProxyError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let local = listener.local_addr().unwrap_or(listen);
+    let shared = Arc::new(Shared {
+        drain: drain.clone(),
+        phase: PhaseCell::new(drain.phase()),
+        health_path: health_path.to_string(),
+        health: HealthCheck::new(health_uri.clone()),
+        upstream: forward::Upstream::new(upstream, args),
+    });
+    crate::log::set_phase(drain.phase());
+    tokio::spawn(mirror_phase(shared.clone()));
+    tokio::spawn(ready::wait(
+        drain.clone(),
+        upstream,
+        health_uri,
+        args.ready_timeout,
+    ));
+    tokio::spawn(conn::accept_loop(listener, shared));
+    tracing::info!("proxy listening on {local}, forwarding to {upstream}");
+    Ok(())
+}
+
+fn health_uri(upstream: SocketAddr, path: &str) -> Result<Uri, ProxyError> {
+    let bad = || ProxyError::HealthPath {
+        path: path.to_string(),
+    };
+    if !path.starts_with('/') {
+        return Err(bad());
+    }
+    format!("http://{upstream}{path}")
+        .parse()
+        .map_err(|_| bad())
+}
+
+async fn mirror_phase(shared: Arc<Shared>) {
+    let mut rx = shared.drain.subscribe();
+    loop {
+        shared.phase.set(*rx.borrow_and_update());
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_paths_must_be_paths() {
+        let up: SocketAddr = "127.0.0.1:3000".parse().unwrap();
+        assert_eq!(
+            health_uri(up, "/healthz").unwrap().to_string(),
+            "http://127.0.0.1:3000/healthz"
+        );
+        let table = [
+            (
+                "health",
+                "--upstream-health-path `health` is not a path (write it like /health)",
+            ),
+            (
+                "/a b",
+                "--upstream-health-path `/a b` is not a path (write it like /health)",
+            ),
+        ];
+        for (path, msg) in table {
+            assert_eq!(health_uri(up, path).unwrap_err().to_string(), msg);
+        }
+    }
 }

@@ -1,0 +1,334 @@
+//! Forwarding one request to the app: header rewriting, the pooled upstream client, and
+//! the 502/504 answers when the app cannot answer.
+//!
+//! The upstream URI is assembled from a pre-parsed scheme and authority (cheap clones of
+//! shared bytes) and the request's own path, so a forwarded request allocates nothing
+//! beyond what hyper needs, except when an `X-Forwarded-For` chain must be extended.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::http::uri::{Authority, PathAndQuery, Scheme};
+use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::ProxyArgs;
+use super::body::ProxyBody;
+use super::metrics::{self, UpstreamError};
+
+/// Idle upstream connections are dropped before the app would drop them: Node's default
+/// keep-alive timeout is 5 s, and reusing a connection the app is closing is a 502.
+const POOL_IDLE: Duration = Duration::from_secs(4);
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// The app behind the proxy and the pooled client that reaches it.
+#[derive(Debug)]
+pub(crate) struct Upstream {
+    addr: SocketAddr,
+    authority: Authority,
+    client: Client<HttpConnector, Incoming>,
+    timeout: Duration,
+}
+
+impl Upstream {
+    pub(crate) fn new(addr: SocketAddr, args: &ProxyArgs) -> Upstream {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(args.upstream_connect_timeout));
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .build(connector);
+        let authority = match Authority::try_from(addr.to_string()) {
+            Ok(a) => a,
+            // A SocketAddr always prints as a valid authority.
+            Err(_) => Authority::from_static("127.0.0.1"),
+        };
+        Upstream {
+            addr,
+            authority,
+            client,
+            timeout: args.upstream_timeout,
+        }
+    }
+
+    /// Send `req` to the app. `xff` is the client's address, ready to be a header value.
+    /// Returns the app's response with hop-by-hop headers removed, or a 502/504.
+    pub(crate) async fn send(
+        &self,
+        mut req: Request<Incoming>,
+        xff: &HeaderValue,
+        upgrade: bool,
+    ) -> Result<Response<Incoming>, Response<ProxyBody>> {
+        let method = req.method().clone();
+        let path = self.rewrite(&mut req, xff, upgrade);
+        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+            Ok(Ok(mut resp)) => {
+                // hyper answers HTTP/1.0 clients in kind; an HTTP/1.0 app must not make
+                // every client's response HTTP/1.0 (and its connection close).
+                *resp.version_mut() = Version::HTTP_11;
+                if !upgrade || resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+                    strip_hop_by_hop(resp.headers_mut());
+                }
+                Ok(resp)
+            }
+            Ok(Err(e)) => {
+                let kind = if e.is_connect() {
+                    UpstreamError::Connect
+                } else {
+                    UpstreamError::Other
+                };
+                metrics::upstream_error(kind);
+                tracing::warn!(
+                    "502 for {method} {}: the app at {} did not answer: {}",
+                    path.path(),
+                    self.addr,
+                    error_chain(&e)
+                );
+                Err(local(
+                    StatusCode::BAD_GATEWAY,
+                    "502 bad gateway: the app did not answer\n",
+                ))
+            }
+            Err(_) => {
+                metrics::upstream_error(UpstreamError::Timeout);
+                tracing::warn!(
+                    "504 for {method} {}: the app at {} sent no response within --upstream-timeout {}",
+                    path.path(),
+                    self.addr,
+                    crate::duration::fmt(self.timeout)
+                );
+                Err(local(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "504 gateway timeout: the app took too long\n",
+                ))
+            }
+        }
+    }
+
+    /// Point `req` at the app and rewrite its headers; returns its path for log lines.
+    fn rewrite(
+        &self,
+        req: &mut Request<Incoming>,
+        xff: &HeaderValue,
+        upgrade: bool,
+    ) -> PathAndQuery {
+        // An h2 request names its host in :authority; the HTTP/1.1 app wants a Host header.
+        if !req.headers().contains_key(header::HOST)
+            && let Some(host) = req.uri().authority()
+            && let Ok(v) = HeaderValue::from_str(host.as_str())
+        {
+            req.headers_mut().insert(header::HOST, v);
+        }
+        let path = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let mut parts = hyper::http::uri::Parts::default();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(path.clone());
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+        *req.version_mut() = Version::HTTP_11;
+        let headers = req.headers_mut();
+        if upgrade {
+            strip_for_upgrade(headers);
+        } else {
+            strip_hop_by_hop(headers);
+        }
+        append_xff(headers, xff);
+        // Kept when present: the load balancer in front knows the client's scheme
+        // (https), and apps compare this header to one value, so appending would break them.
+        if !headers.contains_key(&X_FORWARDED_PROTO) {
+            headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+        }
+        path
+    }
+}
+
+/// A response written by lastcall itself.
+pub(crate) fn local(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::local(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn append_xff(headers: &mut HeaderMap, peer: &HeaderValue) {
+    match headers.get(&X_FORWARDED_FOR) {
+        None => {
+            headers.insert(X_FORWARDED_FOR.clone(), peer.clone());
+        }
+        Some(prev) => {
+            let mut joined = Vec::with_capacity(prev.len() + 2 + peer.len());
+            joined.extend_from_slice(prev.as_bytes());
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(peer.as_bytes());
+            if let Ok(v) = HeaderValue::from_bytes(&joined) {
+                headers.insert(X_FORWARDED_FOR.clone(), v);
+            }
+        }
+    }
+}
+
+/// Remove the headers that describe one connection, not the message (RFC 9110 7.6.1),
+/// including any the `Connection` header names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    strip_named_by_connection(headers);
+    headers.remove(header::CONNECTION);
+    headers.remove(header::UPGRADE);
+    strip_common(headers);
+}
+
+/// For an upgrade the `Upgrade` and `Connection: upgrade` headers are the request itself.
+fn strip_for_upgrade(headers: &mut HeaderMap) {
+    strip_common(headers);
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+}
+
+fn strip_common(headers: &mut HeaderMap) {
+    headers.remove(&KEEP_ALIVE);
+    headers.remove(&PROXY_CONNECTION);
+    headers.remove(header::PROXY_AUTHENTICATE);
+    headers.remove(header::PROXY_AUTHORIZATION);
+    headers.remove(header::TE);
+    headers.remove(header::TRAILER);
+    headers.remove(header::TRANSFER_ENCODING);
+}
+
+fn strip_named_by_connection(headers: &mut HeaderMap) {
+    // Rare: only pay for the collection when `Connection` names something besides the
+    // usual keep-alive / close tokens.
+    let mut named: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(s) = value.to_str() else { continue };
+        for token in s.split(',').map(str::trim) {
+            if token.eq_ignore_ascii_case("close") || token.eq_ignore_ascii_case("keep-alive") {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                named.push(name);
+            }
+        }
+    }
+    for name in named {
+        headers.remove(name);
+    }
+}
+
+/// Is this an HTTP/1.1 upgrade request (WebSocket and friends)?
+pub(crate) fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| has_token(v, "upgrade"))
+}
+
+fn has_token(v: &HeaderValue, token: &str) -> bool {
+    v.to_str()
+        .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn names(h: &HeaderMap) -> Vec<&str> {
+        let mut v: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("transfer-encoding", "chunked"),
+            ("te", "trailers"),
+            ("upgrade", "h2c"),
+            ("proxy-authorization", "Basic x"),
+            ("accept", "*/*"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(names(&h), ["accept"]);
+    }
+
+    #[test]
+    fn xff_is_appended() {
+        let peer = HeaderValue::from_static("10.0.0.9");
+        let mut h = HeaderMap::new();
+        append_xff(&mut h, &peer);
+        assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.9");
+        let mut h = map(&[("x-forwarded-for", "1.2.3.4")]);
+        append_xff(&mut h, &peer);
+        assert_eq!(h[&X_FORWARDED_FOR], "1.2.3.4, 10.0.0.9");
+    }
+
+    #[test]
+    fn upgrades_are_recognised() {
+        let table = [
+            (Version::HTTP_11, "Upgrade", Some("websocket"), true),
+            (
+                Version::HTTP_11,
+                "keep-alive, Upgrade",
+                Some("websocket"),
+                true,
+            ),
+            (Version::HTTP_11, "keep-alive", Some("websocket"), false),
+            (Version::HTTP_11, "upgrade", None, false),
+            (Version::HTTP_10, "upgrade", Some("websocket"), false),
+        ];
+        for (version, connection, upgrade, expect) in table {
+            let mut b = Request::builder()
+                .version(version)
+                .header("connection", connection);
+            if let Some(u) = upgrade {
+                b = b.header("upgrade", u);
+            }
+            let req = b.body(()).unwrap();
+            assert_eq!(is_upgrade(&req), expect, "{connection} {upgrade:?}");
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! One request through the proxy, decided by the phase it arrives in:
+//!
+//! | phase            | health path                  | other requests                    |
+//! |------------------|------------------------------|-----------------------------------|
+//! | starting         | 503                          | forwarded                         |
+//! | serving          | the app's health answer      | forwarded                         |
+//! | unready          | 503 (counted per prober)     | forwarded                         |
+//! | closing, later   | 503                          | 503 + `Retry-After`               |
+//!
+//! From closing on, every HTTP/1 response also carries `Connection: close`, so the
+//! connection ends after it instead of waiting idle for a request it would refuse.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode, Version};
+
+use super::body::ProxyBody;
+use super::forward::{self, is_upgrade};
+use super::{Shared, metrics, tunnel};
+use crate::drain::Phase;
+use crate::health;
+
+/// What one client connection knows about itself.
+#[derive(Debug)]
+pub(crate) struct ConnCtx {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) peer: SocketAddr,
+    /// The client's address as an `X-Forwarded-For` value, formatted once per connection.
+    pub(crate) xff: HeaderValue,
+}
+
+impl ConnCtx {
+    pub(crate) fn new(shared: Arc<Shared>, peer: SocketAddr) -> ConnCtx {
+        let xff = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        ConnCtx { shared, peer, xff }
+    }
+}
+
+pub(crate) async fn handle(ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<ProxyBody> {
+    let shared = &ctx.shared;
+    let arrived = shared.phase.get();
+    let h1 = req.version() < Version::HTTP_2;
+    let mut resp = if req.uri().path() == shared.health_path {
+        let answer = health::answer(&shared.drain, ctx.peer, &shared.health).await;
+        answer.map(ProxyBody::Local)
+    } else if arrived >= Phase::Closing {
+        refuse()
+    } else {
+        let guard = shared.drain.start_request();
+        let upgrade = is_upgrade(&req);
+        let on_client = upgrade.then(|| hyper::upgrade::on(&mut req));
+        match shared.upstream.send(req, &ctx.xff, upgrade).await {
+            Err(local) => local,
+            Ok(mut resp) => match on_client {
+                Some(on_client) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                    let on_app = hyper::upgrade::on(&mut resp);
+                    tunnel::spawn(on_client, on_app, guard, shared.drain.clone());
+                    resp.map(|_| ProxyBody::empty())
+                }
+                _ => resp.map(|body| ProxyBody::upstream(body, guard)),
+            },
+        }
+    };
+    metrics::count(arrived, resp.status());
+    if h1
+        && resp.status() != StatusCode::SWITCHING_PROTOCOLS
+        && shared.phase.get() >= Phase::Closing
+    {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+/// The answer to a request that arrives once the drain is closing: the load balancer
+/// should have stopped routing here, so this client is told to go elsewhere.
+fn refuse() -> Response<ProxyBody> {
+    let mut resp = forward::local(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "503 service unavailable: this instance is shutting down, retry\n",
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}

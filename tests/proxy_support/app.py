@@ -1,0 +1,95 @@
+# The app behind lastcall in the proxy tests: a small threaded HTTP/1.1 server.
+# Usage: app.py PORT NAME [START_DELAY_MS]. It dies at once on SIGTERM (Python's default).
+#   GET  /health            200 ok
+#   GET  /hello             200 "hello from NAME"
+#   GET  /headers           the request headers it received, one "name: value" a line
+#   GET  /slow?ms=N         answers after N ms
+#   GET  /stream?chunks=N&ms=M   N chunks of "chunk i\n", M ms apart (chunked)
+#   POST /echo              the request body back (Content-Length)
+#   GET  /ws (Upgrade)      101, then echoes raw bytes until the client closes
+import socketserver
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+PORT = int(sys.argv[1])
+NAME = sys.argv[2]
+DELAY_MS = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def send_text(self, code, text):
+        body = text.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        url = urlparse(self.path)
+        q = {k: v[0] for k, v in parse_qs(url.query).items()}
+        if url.path == "/health":
+            self.send_text(200, "ok\n")
+        elif url.path == "/hello":
+            self.send_text(200, f"hello from {NAME}\n")
+        elif url.path == "/headers":
+            self.send_text(200, "".join(f"{k.lower()}: {v}\n" for k, v in self.headers.items()))
+        elif url.path == "/slow":
+            time.sleep(int(q.get("ms", "1000")) / 1000)
+            self.send_text(200, "slow done\n")
+        elif url.path == "/stream":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(int(q.get("chunks", "3"))):
+                data = f"chunk {i}\n".encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+                time.sleep(int(q.get("ms", "100")) / 1000)
+            self.wfile.write(b"0\r\n\r\n")
+        elif url.path == "/ws" and self.headers.get("Upgrade"):
+            self.send_response(101)
+            self.send_header("Upgrade", self.headers.get("Upgrade"))
+            self.send_header("Connection", "Upgrade")
+            self.end_headers()
+            self.wfile.flush()
+            while True:
+                data = self.connection.recv(65536)
+                if not data:
+                    break
+                self.connection.sendall(data)
+            self.close_connection = True
+        else:
+            self.send_text(404, "not found\n")
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(n))
+        self.end_headers()
+        left = n
+        while left > 0:
+            chunk = self.rfile.read(min(left, 65536))
+            if not chunk:
+                break
+            self.wfile.write(chunk)
+            left -= len(chunk)
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+time.sleep(DELAY_MS / 1000)
+Server(("127.0.0.1", PORT), Handler).serve_forever()
