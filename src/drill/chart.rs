@@ -12,10 +12,11 @@ use super::variant::Outcome;
 
 const BUCKET_MS: f64 = 100.0;
 const WIDTH: f64 = 960.0;
-const PANEL_H: f64 = 250.0;
+const PANEL_H: f64 = 300.0;
 const LEFT: f64 = 56.0;
 const RIGHT: f64 = 16.0;
-const TOP: f64 = 70.0;
+const TOP: f64 = 112.0;
+const LABEL_ROWS: usize = 6;
 const PLOT_H: f64 = 150.0;
 
 const OK_COLOUR: &str = "#4caf50";
@@ -60,9 +61,15 @@ fn short(e: &Event) -> String {
         EventKind::RoutingStopped => "LB stops routing".into(),
         EventKind::Sigterm => "SIGTERM".into(),
         EventKind::Sigkill => "SIGKILL".into(),
-        EventKind::LastcallPhase | EventKind::LastcallSignal => {
-            let l = e.label.split(':').take(2).collect::<Vec<_>>().join(":");
-            l.chars().take(28).collect()
+        EventKind::LastcallPhase => e.label.split(':').take(2).collect::<Vec<_>>().join(":"),
+        EventKind::LastcallSignal => {
+            let sig = e
+                .label
+                .trim_start_matches("lastcall: sending ")
+                .split(' ')
+                .next()
+                .unwrap_or("a signal");
+            format!("lastcall sends {sig}")
         }
         EventKind::LastServed => "last served".into(),
         EventKind::AppExit => "app exit".into(),
@@ -228,18 +235,29 @@ fn panel(
             );
         }
     }
-    // Stop events: a dashed line each, labels staggered over four rows.
-    for (i, e) in o.events.iter().enumerate() {
+    // Stop events: a dashed line each. Labels go on the first row where they do not run
+    // into the previous label, so events a few milliseconds apart stay readable.
+    let mut row_end = [f64::MIN; LABEL_ROWS];
+    for e in o.events.iter().filter(|e| e.at_ms >= o.load_started_ms) {
         let x = x_of(e.at_ms);
-        let row = (i % 4) as f64;
-        let ly = y0 + TOP - 4.0 - 10.0 * (3.0 - row);
+        let label = short(e);
+        let width = 5.6 * label.chars().count() as f64 + 6.0;
+        let row = (0..LABEL_ROWS)
+            .find(|&r| row_end[r] <= x)
+            .unwrap_or_else(|| {
+                (0..LABEL_ROWS)
+                    .min_by(|&a, &b| row_end[a].total_cmp(&row_end[b]))
+                    .unwrap_or(0)
+            });
+        row_end[row] = x + width;
+        let ly = y0 + TOP - 4.0 - 11.0 * (LABEL_ROWS - 1 - row) as f64;
         let _ = writeln!(
             out,
-            r##"<g class="event" data-kind="{}"><line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{base}" stroke="#222" stroke-dasharray="3,3"/><text x="{:.1}" y="{ly:.1}" font-size="10">{}</text></g>"##,
+            r##"<g class="event" data-kind="{}"><line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{base}" stroke="#222" stroke-dasharray="3,3"/><text x="{:.1}" y="{ly:.1}" font-size="10">{}</text></g>"##,
             e.kind.as_str(),
             ly + 2.0,
             x + 2.0,
-            esc(&short(e))
+            esc(&label)
         );
     }
     let _ = writeln!(

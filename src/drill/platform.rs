@@ -252,31 +252,39 @@ impl Choreography {
     pub fn notes(&self, budget: Option<&Budget>) -> Vec<String> {
         let p = &self.p;
         let mut notes = Vec::new();
-        let routing_after_term = match self.platform {
+        // Worst case for health checks to fail: the stop lands just after a passed check.
+        let detection = p.health_interval * p.unhealthy_threshold + p.health_timeout;
+        // How long the LB may route after SIGTERM to an app that exits at once, and how
+        // long lastcall must stay unready for the LB to let go.
+        let (bare, lastcall) = match self.platform {
             Platform::EcsAlb | Platform::FargateSpot => {
-                p.propagation_delay.checked_sub(p.deregistration_delay)
+                let d = p.propagation_delay.saturating_sub(p.deregistration_delay);
+                (d, d)
             }
-            Platform::K8s => p.propagation_delay.checked_sub(p.pre_stop),
-            Platform::EcsEssentialExit => {
-                Some(p.health_interval * p.unhealthy_threshold + p.health_timeout)
+            Platform::K8s => {
+                let d = p.propagation_delay.saturating_sub(p.pre_stop);
+                (d, d)
             }
-        }
-        .filter(|d| !d.is_zero());
-        if let Some(d) = routing_after_term {
+            // ECS deregisters the task only once it has stopped: until then only failed
+            // health checks take it out of rotation.
+            Platform::EcsEssentialExit => (detection.min(p.propagation_delay), detection),
+        };
+        if !bare.is_zero() {
             notes.push(format!(
                 "the LB may route new requests to the task for up to {} after SIGTERM: an app that exits on SIGTERM loses them",
-                fmt(d)
+                fmt(bare)
             ));
-            if let Some(b) = budget
-                && d >= b.unready_cap
-            {
-                notes.push(format!(
-                    "lastcall's unready phase is capped at {} by a {} grace period, shorter than the {} the LB may still route: requests will be lost even under lastcall (raise the stop timeout, or shorten health-check interval / propagation)",
-                    fmt(b.unready_cap),
-                    fmt(self.grace_after_sigterm()),
-                    fmt(d)
-                ));
-            }
+        }
+        if let Some(b) = budget
+            && !lastcall.is_zero()
+            && lastcall >= b.unready_cap
+        {
+            notes.push(format!(
+                "lastcall's unready phase is capped at {} by a {} grace period, but the LB may route to the task for {} after SIGTERM: requests will be lost even under lastcall (raise the stop timeout, or shorten the health-check interval / propagation)",
+                fmt(b.unready_cap),
+                fmt(self.grace_after_sigterm()),
+                fmt(lastcall)
+            ));
         }
         if let Some(limit) = p.hard_limit
             && p.deregistration_delay + p.stop_timeout > limit
