@@ -37,6 +37,9 @@ pub struct DemoArgs {
     /// ok, 500, reset, close, hang.
     #[arg(long, value_delimiter = ',', value_enum)]
     pub misbehave: Vec<Answer>,
+    /// Ignore SIGTERM (an app that never stops until SIGKILL).
+    #[arg(long)]
+    pub ignore_term: bool,
 }
 
 /// How the demo answers one (non-health) request.
@@ -124,6 +127,9 @@ pub fn run(args: DemoArgs) -> i32 {
         tokio::spawn(serve(listener, behaviour));
         loop {
             match signals.next().await {
+                Ok(nix::sys::signal::Signal::SIGTERM) if args.ignore_term => {
+                    eprintln!("demo-app: ignoring SIGTERM (--ignore-term)");
+                }
                 Ok(sig) if is_stop(sig) => {
                     // No drain, no goodbye: this is the app that loses requests.
                     return 128 + sig as i32;

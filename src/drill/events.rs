@@ -19,7 +19,9 @@ impl Clock {
     }
 
     pub fn ms(&self, at: Instant) -> f64 {
-        at.saturating_duration_since(self.t0).as_secs_f64() * 1000.0
+        // Microsecond resolution is plenty and keeps the JSON readable.
+        let ms = at.saturating_duration_since(self.t0).as_secs_f64() * 1000.0;
+        (ms * 1000.0).round() / 1000.0
     }
 
     pub fn now(&self) -> f64 {

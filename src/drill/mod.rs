@@ -232,7 +232,14 @@ pub fn settings(args: DrillArgs) -> Result<Settings, String> {
     let budget = if kinds.contains(&Kind::Lastcall) {
         let b = chore
             .lastcall_budget(kill_margin(args.time_scale))
-            .map_err(|e| format!("this platform's grace period leaves lastcall no room: {e}"))?;
+            .map_err(|e| {
+                format!(
+                    "the grace period {} at --time-scale {} is {}, too short for lastcall: {e}",
+                    duration::fmt(unscaled.stop_timeout),
+                    args.time_scale,
+                    duration::fmt(chore.grace_after_sigterm())
+                )
+            })?;
         Some(b)
     } else {
         None

@@ -95,25 +95,25 @@ impl Platform {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Params {
     /// ECS stopTimeout / k8s terminationGracePeriodSeconds: SIGTERM (k8s: stop) to SIGKILL.
-    #[serde(serialize_with = "ser_ms")]
+    #[serde(serialize_with = "ser_ms", rename = "stop_timeout_ms")]
     pub stop_timeout: Duration,
-    #[serde(serialize_with = "ser_ms")]
+    #[serde(serialize_with = "ser_ms", rename = "health_interval_ms")]
     pub health_interval: Duration,
-    #[serde(serialize_with = "ser_ms")]
+    #[serde(serialize_with = "ser_ms", rename = "health_timeout_ms")]
     pub health_timeout: Duration,
     pub unhealthy_threshold: u32,
     pub healthy_threshold: u32,
     /// ALB target group deregistration delay (ECS waits it out before SIGTERM).
-    #[serde(serialize_with = "ser_ms")]
+    #[serde(serialize_with = "ser_ms", rename = "deregistration_delay_ms")]
     pub deregistration_delay: Duration,
     /// How long the LB keeps routing new requests after deregistration / endpoint removal.
-    #[serde(serialize_with = "ser_ms")]
+    #[serde(serialize_with = "ser_ms", rename = "propagation_delay_ms")]
     pub propagation_delay: Duration,
     /// k8s preStop sleep before SIGTERM (inside the grace period).
-    #[serde(serialize_with = "ser_ms")]
+    #[serde(serialize_with = "ser_ms", rename = "pre_stop_ms")]
     pub pre_stop: Duration,
     /// Fargate Spot: SIGKILL this long after the notice, whatever else is going on.
-    #[serde(serialize_with = "ser_opt_ms")]
+    #[serde(serialize_with = "ser_opt_ms", rename = "hard_limit_ms")]
     pub hard_limit: Option<Duration>,
 }
 
