@@ -49,7 +49,10 @@ fn post_drain_starts_a_stop_once() {
     assert_eq!(v["phase"], "unready");
     let left = v["deadline_in_seconds"].as_f64().unwrap();
     assert!(left > 10.0 && left <= 20.0, "{left}");
-    assert!(lc.log_text().contains("stop began (POST /drain); deadline in 20s"));
+    assert!(
+        lc.log_text()
+            .contains("stop began (POST /drain); deadline in 20s")
+    );
 }
 
 #[test]
@@ -98,15 +101,29 @@ fn wrong_paths_and_methods_say_what_exists() {
             "not found (try GET /status, GET /metrics or POST /drain)\n",
         ),
         ("GET", "/drain", 405, "method not allowed (use POST)\n"),
-        ("POST", "/status", 405, "method not allowed (use GET, HEAD)\n"),
-        ("DELETE", "/metrics", 405, "method not allowed (use GET, HEAD)\n"),
+        (
+            "POST",
+            "/status",
+            405,
+            "method not allowed (use GET, HEAD)\n",
+        ),
+        (
+            "DELETE",
+            "/metrics",
+            405,
+            "method not allowed (use GET, HEAD)\n",
+        ),
     ];
     for (method, path, code, body) in table {
         let r = Conn::open(lc.admin)
             .unwrap()
             .request(method, path, &[], &[])
             .unwrap();
-        assert_eq!((r.status, r.body_text().as_str()), (*code, *body), "{method} {path}");
+        assert_eq!(
+            (r.status, r.body_text().as_str()),
+            (*code, *body),
+            "{method} {path}"
+        );
     }
     assert_eq!(lc.phase(), "serving", "nothing above started a stop");
 }
