@@ -60,7 +60,7 @@ fn clap_error(e: &clap::Error) -> i32 {
 }
 
 /// clap's message without its "error:" prefix, usage block and hint, on one line.
-fn one_line(rendered: &str) -> String {
+pub fn one_line(rendered: &str) -> String {
     let mut out = String::new();
     for line in rendered.lines() {
         let line = line.trim();

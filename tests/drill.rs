@@ -481,6 +481,18 @@ fn usage_errors_exit_2_with_one_line() {
             "lastcall: the grace period 500ms at --time-scale 0.1 is 50ms, too short for lastcall: --kill-margin 100ms must be shorter than --stop-timeout 50ms (lastcall must act before the orchestrator's SIGKILL)",
         ),
         (
+            &["--wrap", "--bogus-flag"],
+            "lastcall: --wrap '--bogus-flag': unknown option '--bogus-flag' for lastcall run (see lastcall run --help)",
+        ),
+        (
+            &["--wrap", "--stop-timeout 5x"],
+            "lastcall: --wrap '--stop-timeout 5x': invalid value '5x' for '--stop-timeout <DURATION>': invalid duration `5x`: unknown unit (use ms, s, m or h) (write e.g. 500ms, 30s, 2m or 1m30s) (see lastcall --help)",
+        ),
+        (
+            &["--bare", "--compare"],
+            "lastcall: the argument '--bare' cannot be used with '--compare' (see lastcall --help)",
+        ),
+        (
             &["--latency", "fast"],
             "lastcall: invalid value 'fast' for '--latency <DURATION>': invalid duration `fast`: expected a number (write e.g. 500ms, 30s, 2m or 1m30s) (see lastcall --help)",
         ),
@@ -520,6 +532,25 @@ fn an_app_that_never_gets_ready_is_reported() {
         stderr.contains(
             "within 1s (is it listening on $PORT? raise --ready-timeout if it starts slowly)"
         ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn options_lastcall_run_refuses_at_start_are_a_usage_error() {
+    // Parses, but cannot fit the platform's 3 s grace (30 s × 0.1): lastcall run says why.
+    let out = Command::new(BIN)
+        .args(["drill", "--wrap", "--signal-plan TERM@+29s"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("lastcall: drill (lastcall): lastcall run (with the app behind it) exited before it was ready (exit status 2)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("signal plan step TERM@+29s fires at"),
         "{stderr}"
     );
 }

@@ -30,7 +30,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
+
 use crate::duration;
+use crate::supervise::signals::{self, Signals};
 use platform::{Choreography, Platform};
 use task::Isolation;
 use variant::{Kind, Plan};
@@ -229,6 +232,9 @@ pub fn settings(args: DrillArgs) -> Result<Settings, String> {
         .split_whitespace()
         .map(str::to_string)
         .collect();
+    if kinds.contains(&Kind::Lastcall) {
+        check_wrap(&wrap_opts)?;
+    }
     let budget = if kinds.contains(&Kind::Lastcall) {
         let b = chore
             .lastcall_budget(kill_margin(args.time_scale))
@@ -255,6 +261,30 @@ pub fn settings(args: DrillArgs) -> Result<Settings, String> {
         notes,
         demo,
     })
+}
+
+/// Parse `--wrap` as `lastcall run` will, so that a mistake is a usage error now rather than
+/// a task that fails to start (clap would take an unknown option before `--` for COMMAND).
+fn check_wrap(opts: &[String]) -> Result<(), String> {
+    let argv = ["lastcall", "run"]
+        .into_iter()
+        .map(String::from)
+        .chain(opts.iter().cloned())
+        .chain(["--".to_string(), "app".to_string()]);
+    let bad = |detail: String| format!("--wrap '{}': {detail}", opts.join(" "));
+    match <crate::cli::Cli as clap::Parser>::try_parse_from(argv) {
+        Ok(crate::cli::Cli {
+            command: crate::cli::Command::Run(run),
+        }) => match run.command.first().and_then(|c| c.to_str()) {
+            Some("app") => Ok(()),
+            Some(other) => Err(bad(format!(
+                "unknown option '{other}' for lastcall run (see lastcall run --help)"
+            ))),
+            None => Err(bad("no COMMAND".to_string())),
+        },
+        Ok(_) => Err(bad("not options of lastcall run".to_string())),
+        Err(e) => Err(bad(crate::cli::one_line(&e.to_string()))),
+    }
 }
 
 /// lastcall's default kill margin (1 s), scaled like every other duration.
@@ -332,6 +362,13 @@ pub fn run(args: DrillArgs) -> i32 {
         Ok(s) => s,
         Err(msg) => return usage(&msg),
     };
+    // Signals are read from a signalfd (as `lastcall run` does) so that Ctrl-C ends the
+    // drill cleanly: the running task is killed, not left behind. Blocked before the
+    // runtime's threads exist so that every thread inherits the mask.
+    if let Err(e) = signals::block_all() {
+        eprintln!("lastcall: cannot block signals: {e}");
+        return FAIL;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -343,7 +380,35 @@ pub fn run(args: DrillArgs) -> i32 {
             return FAIL;
         }
     };
-    runtime.block_on(drill(s))
+    runtime.block_on(async move {
+        let signals = match Signals::new() {
+            Ok(sig) => sig,
+            Err(e) => {
+                eprintln!("lastcall: cannot read signals: {e}");
+                return FAIL;
+            }
+        };
+        tokio::select! {
+            code = drill(s) => code,
+            sig = interrupted(&signals) => {
+                eprintln!("\nlastcall: drill interrupted by {sig}; the task was killed");
+                128 + sig as i32
+            }
+        }
+    })
+}
+
+/// The first INT, TERM, HUP or QUIT sent to the drill itself.
+async fn interrupted(signals: &Signals) -> Signal {
+    loop {
+        match signals.next().await {
+            Ok(sig @ (Signal::SIGINT | Signal::SIGTERM | Signal::SIGHUP | Signal::SIGQUIT)) => {
+                return sig;
+            }
+            Ok(_) => continue,
+            Err(_) => std::future::pending::<()>().await,
+        }
+    }
 }
 
 async fn drill(s: Settings) -> i32 {

@@ -71,6 +71,7 @@ pub enum TaskError {
     ExitedEarly {
         what: String,
         status: String,
+        code: Option<i32>,
         output: String,
     },
     #[error(
@@ -126,8 +127,12 @@ pub type OutputLine = (f64, String);
 #[derive(Debug)]
 pub struct Task {
     pid1: Pid,
+    /// The process we started (`unshare`, or the app itself), leader of its own group.
+    outer: Pid,
     exit: watch::Receiver<Option<Exit>>,
     output: Arc<Mutex<Vec<OutputLine>>>,
+    /// How many of stdout and stderr are still open.
+    open_pipes: watch::Receiver<usize>,
 }
 
 /// Keep at most this many output lines per task (a chatty app must not grow memory).
@@ -169,11 +174,22 @@ impl Task {
             source,
         })?;
         let output = Arc::new(Mutex::new(Vec::new()));
-        if let Some(out) = child.stdout.take() {
-            read_lines(out, output.clone(), clock);
-        }
-        if let Some(err) = child.stderr.take() {
-            read_lines(err, output.clone(), clock);
+        let (pipes_tx, open_pipes) = watch::channel(2usize);
+        let pipes_tx = Arc::new(pipes_tx);
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ] {
+            match pipe {
+                Some(p) => read_lines(p, output.clone(), clock, pipes_tx.clone()),
+                None => pipes_tx.send_modify(|n| *n -= 1),
+            }
         }
         let outer = Pid::from_raw(child.id() as i32);
         let (tx, exit) = watch::channel(None);
@@ -183,7 +199,13 @@ impl Task {
         } else {
             outer
         };
-        Ok(Task { pid1, exit, output })
+        Ok(Task {
+            pid1,
+            outer,
+            exit,
+            output,
+            open_pipes,
+        })
     }
 
     /// Send `sig` to the task's PID 1, as a container runtime does.
@@ -236,9 +258,14 @@ impl Task {
         let give_up = Instant::now() + timeout;
         loop {
             if let Some(exit) = self.exited() {
+                // Its last words (often the reason) may still be in the pipe.
+                let mut pipes = self.open_pipes.clone();
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), pipes.wait_for(|n| *n == 0)).await;
                 return Err(TaskError::ExitedEarly {
                     what: what.to_string(),
                     status: exit.describe(),
+                    code: exit.code,
                     output: self.tail(8),
                 });
             }
@@ -267,6 +294,17 @@ impl Task {
     }
 }
 
+/// A drill that ends early (Ctrl-C, an error) must not leave the task running: kill its
+/// PID 1 (which takes a PID namespace down with it) and the group we started.
+impl Drop for Task {
+    fn drop(&mut self) {
+        if self.exited().is_none() {
+            let _ = kill(self.pid1, Signal::SIGKILL);
+            let _ = nix::sys::signal::killpg(self.outer, Signal::SIGKILL);
+        }
+    }
+}
+
 async fn health_ok(addr: std::net::SocketAddr, path: &str) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let attempt = async {
@@ -284,7 +322,12 @@ async fn health_ok(addr: std::net::SocketAddr, path: &str) -> bool {
     )
 }
 
-fn read_lines<R: Read + Send + 'static>(r: R, into: Arc<Mutex<Vec<OutputLine>>>, clock: Clock) {
+fn read_lines(
+    r: Box<dyn Read + Send>,
+    into: Arc<Mutex<Vec<OutputLine>>>,
+    clock: Clock,
+    done: Arc<watch::Sender<usize>>,
+) {
     std::thread::spawn(move || {
         for line in BufReader::new(r).lines() {
             let Ok(line) = line else { break };
@@ -296,6 +339,7 @@ fn read_lines<R: Read + Send + 'static>(r: R, into: Arc<Mutex<Vec<OutputLine>>>,
                 v.push((clock.now(), line));
             }
         }
+        done.send_modify(|n| *n = n.saturating_sub(1));
     });
 }
 
@@ -323,7 +367,8 @@ fn find_child(parent: Pid, exit: &watch::Receiver<Option<Exit>>) -> Result<Pid, 
     let give_up = Instant::now() + Duration::from_secs(5);
     while Instant::now() < give_up {
         if exit.borrow().is_some() {
-            break;
+            // It is gone already; the caller reports how it ended.
+            return Ok(parent);
         }
         if let Some(pid) = child_of(parent) {
             return Ok(pid);
