@@ -554,3 +554,43 @@ fn options_lastcall_run_refuses_at_start_are_a_usage_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn spot_hard_limit_kills_before_sigterm_when_the_delays_do_not_fit() {
+    // Seed 003: deregistration delay + stopTimeout must fit Spot's hard limit, or the task
+    // is killed before it ever sees SIGTERM (here 60 s delay, 30 s limit, × 0.1).
+    let r = drill(&[
+        "--bare",
+        "--platform",
+        "fargate-spot",
+        "--deregistration-delay",
+        "60s",
+        "--hard-limit",
+        "30s",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout.contains(
+            "note:  deregistration delay 6s + stopTimeout 3s exceed the Spot hard limit 3s"
+        ),
+        "{}",
+        r.stdout
+    );
+    let doc = r.json.unwrap();
+    let bare = variant(&doc, "bare");
+    assert_eq!(bare["killed"], true);
+    assert!(
+        !kinds(bare).contains(&"sigterm".to_string()),
+        "{:?}",
+        kinds(bare)
+    );
+    assert_order(
+        bare,
+        &["interruption-notice", "deregistered", "sigkill", "app-exit"],
+    );
+    let limit = at(bare, "sigkill") - at(bare, "interruption-notice");
+    assert!(
+        (2900.0..4000.0).contains(&limit),
+        "SIGKILL after {limit} ms"
+    );
+}
