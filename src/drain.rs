@@ -320,7 +320,9 @@ impl Drain {
         let mut st = self.lock();
         let prober = st.probers.entry(peer).or_default();
         prober.last_seen = Some(now);
-        if phase.is_stopping() {
+        // A stop that was requested but not yet entered by the driver task counts: once
+        // SIGTERM or POST /drain is in, no probe may pass.
+        if phase.is_stopping() || self.inner.clock.get().is_some() {
             prober.failed_in_a_row = prober.failed_in_a_row.saturating_add(1);
             st.first_failed_probe.get_or_insert(now);
             drop(st);

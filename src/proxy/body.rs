@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use super::pool::Lease;
 use crate::drain::InFlight;
 
 #[derive(Debug)]
@@ -17,14 +18,26 @@ pub(crate) enum ProxyBody {
     Upstream {
         body: Incoming,
         guard: Option<InFlight>,
+        lease: Option<Lease>,
     },
     Local(Full<Bytes>),
 }
 
 impl ProxyBody {
-    pub(crate) fn upstream(body: Incoming, guard: InFlight) -> ProxyBody {
-        let guard = (!body.is_end_stream()).then_some(guard);
-        ProxyBody::Upstream { body, guard }
+    pub(crate) fn upstream(body: Incoming, guard: InFlight, mut lease: Lease) -> ProxyBody {
+        if body.is_end_stream() {
+            lease.reusable();
+            return ProxyBody::Upstream {
+                body,
+                guard: None,
+                lease: None,
+            };
+        }
+        ProxyBody::Upstream {
+            body,
+            guard: Some(guard),
+            lease: Some(lease),
+        }
     }
 
     pub(crate) fn local(bytes: impl Into<Bytes>) -> ProxyBody {
@@ -45,14 +58,27 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
-            ProxyBody::Upstream { body, guard } => {
+            ProxyBody::Upstream { body, guard, lease } => {
                 let polled = Pin::new(&mut *body).poll_frame(cx);
-                // The request stops counting with its last frame, or with an error (the
-                // client sees a broken body; nothing is left to wait for).
-                match &polled {
-                    Poll::Ready(None) | Poll::Ready(Some(Err(_))) => *guard = None,
-                    Poll::Ready(Some(Ok(_))) if body.is_end_stream() => *guard = None,
-                    _ => {}
+                // The request stops counting with its last frame, and its upstream
+                // connection goes back to the pool; after an error (the client sees a
+                // broken body) the connection is closed instead.
+                let ended = match &polled {
+                    Poll::Ready(None) => true,
+                    Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
+                    Poll::Ready(Some(Err(_))) => {
+                        *lease = None;
+                        *guard = None;
+                        false
+                    }
+                    Poll::Pending => false,
+                };
+                if ended {
+                    if let Some(l) = lease.as_mut() {
+                        l.reusable();
+                    }
+                    *lease = None;
+                    *guard = None;
                 }
                 polled
             }

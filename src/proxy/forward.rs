@@ -12,17 +12,12 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::uri::{Authority, PathAndQuery, Scheme};
 use hyper::{Request, Response, StatusCode, Uri, Version};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::sync::Arc;
 
 use super::ProxyArgs;
 use super::body::ProxyBody;
 use super::metrics::{self, UpstreamError};
-
-/// Idle upstream connections are dropped before the app would drop them: Node's default
-/// keep-alive timeout is 5 s, and reusing a connection the app is closing is a 502.
-const POOL_IDLE: Duration = Duration::from_secs(4);
+use super::pool::{Lease, Pool, SendError};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -34,20 +29,12 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 pub(crate) struct Upstream {
     addr: SocketAddr,
     authority: Authority,
-    client: Client<HttpConnector, Incoming>,
+    pool: Arc<Pool>,
     timeout: Duration,
 }
 
 impl Upstream {
     pub(crate) fn new(addr: SocketAddr, args: &ProxyArgs) -> Upstream {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(args.upstream_connect_timeout));
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .build(connector);
         let authority = match Authority::try_from(addr.to_string()) {
             Ok(a) => a,
             // A SocketAddr always prints as a valid authority.
@@ -56,7 +43,7 @@ impl Upstream {
         Upstream {
             addr,
             authority,
-            client,
+            pool: Pool::new(addr, args.upstream_connect_timeout),
             timeout: args.upstream_timeout,
         }
     }
@@ -68,24 +55,23 @@ impl Upstream {
         mut req: Request<Incoming>,
         xff: &HeaderValue,
         upgrade: bool,
-    ) -> Result<Response<Incoming>, Response<ProxyBody>> {
+    ) -> Result<(Response<Incoming>, Lease), Response<ProxyBody>> {
         let method = req.method().clone();
         let path = self.rewrite(&mut req, xff, upgrade);
-        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
-            Ok(Ok(mut resp)) => {
+        match tokio::time::timeout(self.timeout, self.pool.send(req)).await {
+            Ok(Ok((mut resp, lease))) => {
                 // hyper answers HTTP/1.0 clients in kind; an HTTP/1.0 app must not make
                 // every client's response HTTP/1.0 (and its connection close).
                 *resp.version_mut() = Version::HTTP_11;
                 if !upgrade || resp.status() != StatusCode::SWITCHING_PROTOCOLS {
                     strip_hop_by_hop(resp.headers_mut());
                 }
-                Ok(resp)
+                Ok((resp, lease))
             }
             Ok(Err(e)) => {
-                let kind = if e.is_connect() {
-                    UpstreamError::Connect
-                } else {
-                    UpstreamError::Other
+                let kind = match e {
+                    SendError::Connect(_) | SendError::ConnectTimeout(_) => UpstreamError::Connect,
+                    SendError::Http(_) => UpstreamError::Other,
                 };
                 metrics::upstream_error(kind);
                 tracing::warn!(

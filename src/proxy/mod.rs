@@ -14,7 +14,7 @@
 //!   with `Connection: close` and `Retry-After` for requests that arrive in closing or
 //!   later, and everything else forwarded by [`forward`].
 //! - [`forward`] rewrites headers (hop-by-hop out, `X-Forwarded-*` in), sends the request
-//!   on a pooled keep-alive upstream connection and streams both bodies. The in-flight
+//!   on a pooled keep-alive upstream connection ([`pool`]) and streams both bodies. The in-flight
 //!   guard rides in the response [`body`] and ends with it; upgraded connections
 //!   ([`tunnel`]) hold theirs until they close.
 //! - [`ready`] moves the machine from starting to serving once the app answers.
@@ -28,6 +28,7 @@ mod conn;
 mod forward;
 mod io;
 pub mod metrics;
+mod pool;
 mod ready;
 mod service;
 mod tunnel;

@@ -55,13 +55,13 @@ pub(crate) async fn handle(ctx: &ConnCtx, mut req: Request<Incoming>) -> Respons
         let on_client = upgrade.then(|| hyper::upgrade::on(&mut req));
         match shared.upstream.send(req, &ctx.xff, upgrade).await {
             Err(local) => local,
-            Ok(mut resp) => match on_client {
+            Ok((mut resp, lease)) => match on_client {
                 Some(on_client) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
                     let on_app = hyper::upgrade::on(&mut resp);
-                    tunnel::spawn(on_client, on_app, guard, shared.drain.clone());
+                    tunnel::spawn(on_client, on_app, (guard, lease), shared.drain.clone());
                     resp.map(|_| ProxyBody::empty())
                 }
-                _ => resp.map(|body| ProxyBody::upstream(body, guard)),
+                _ => resp.map(|body| ProxyBody::upstream(body, guard, lease)),
             },
         }
     };

@@ -136,15 +136,28 @@ impl Lastcall {
         kill(self.pid(), sig).unwrap();
     }
 
-    /// The phase from `GET /status`.
+    /// The phase from `GET /status`; `exited` once the admin endpoint is gone.
     pub fn phase(&self) -> String {
-        let body = get(self.admin, "/status").body_text();
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let Ok(mut c) = Conn::open(self.admin) else {
+            return "exited".into();
+        };
+        let Ok(r) = c.get("/status") else {
+            return "exited".into();
+        };
+        let v: serde_json::Value = serde_json::from_str(&r.body_text()).unwrap();
         v["phase"].as_str().unwrap().to_string()
     }
 
+    /// Wait until the drain reached `phase` or a later one.
     pub fn wait_phase(&self, phase: &str, timeout: Duration) {
-        wait_until(&format!("phase {phase}"), timeout, || self.phase() == phase);
+        const ORDER: [&str; 6] = [
+            "starting", "serving", "unready", "closing", "stopping", "exited",
+        ];
+        let rank = |p: &str| ORDER.iter().position(|o| *o == p).unwrap();
+        let want = rank(phase);
+        wait_until(&format!("phase {phase}"), timeout, || {
+            rank(&self.phase()) >= want
+        });
     }
 
     /// Probe the health path like a load balancer node, `n` times.
