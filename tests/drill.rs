@@ -594,3 +594,19 @@ fn spot_hard_limit_kills_before_sigterm_when_the_delays_do_not_fit() {
         "SIGKILL after {limit} ms"
     );
 }
+
+#[test]
+fn without_a_pid_namespace_the_report_says_so_and_lastcall_still_saves() {
+    let r = drill(&["--platform", "k8s", "--no-namespace"]);
+    assert!(
+        r.stdout
+            .contains("  task:  a plain child process (--no-namespace)\n"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        r.json.as_ref().unwrap()["isolation"],
+        "a plain child process (--no-namespace)"
+    );
+    assert_bare_fails_lastcall_saves(&r);
+}

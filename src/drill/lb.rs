@@ -282,11 +282,7 @@ impl Lb {
                                 hc.prober, hc.unhealthy_threshold
                             ),
                         );
-                        if removal.is_zero() {
-                            self.remove_task(Duration::ZERO, false);
-                        } else {
-                            self.remove_task(removal, false);
-                        }
+                        self.remove_task(removal, false);
                     }
                 }
             }
