@@ -37,6 +37,9 @@ pub struct DemoArgs {
     /// ok, 500, reset, close, hang.
     #[arg(long, value_delimiter = ',', value_enum)]
     pub misbehave: Vec<Answer>,
+    /// Close keep-alive connections that stay idle this long (Node's keepAliveTimeout is 5s).
+    #[arg(long, value_name = "DURATION", value_parser = duration::arg)]
+    pub idle_timeout: Option<Duration>,
     /// Ignore SIGTERM (an app that never stops until SIGKILL).
     #[arg(long)]
     pub ignore_term: bool,
@@ -64,6 +67,8 @@ pub struct Behaviour {
     pub name: &'static str,
     pub latency: Duration,
     pub pattern: Vec<Answer>,
+    /// Close keep-alive connections idle for this long.
+    pub idle_timeout: Option<Duration>,
     served: AtomicUsize,
 }
 
@@ -73,6 +78,7 @@ impl Behaviour {
             name,
             latency,
             pattern,
+            idle_timeout: None,
             served: AtomicUsize::new(0),
         }
     }
@@ -123,7 +129,9 @@ pub fn run(args: DemoArgs) -> i32 {
             args.port,
             duration::fmt(args.latency)
         );
-        let behaviour = Arc::new(Behaviour::new("task", args.latency, args.misbehave));
+        let mut behaviour = Behaviour::new("task", args.latency, args.misbehave);
+        behaviour.idle_timeout = args.idle_timeout;
+        let behaviour = Arc::new(behaviour);
         tokio::spawn(serve(listener, behaviour));
         loop {
             match signals.next().await {
@@ -176,7 +184,21 @@ async fn connection(mut stream: TcpStream, behaviour: Arc<Behaviour>) {
             if buf.len() > MAX_HEAD {
                 return;
             }
-            match stream.read(&mut chunk).await {
+            let read = stream.read(&mut chunk);
+            let got = match behaviour.idle_timeout.filter(|_| buf.is_empty()) {
+                // An idle keep-alive connection: close it (FIN) after the idle timeout, as
+                // Node (5 s) and Go servers with an IdleTimeout do. A load balancer that
+                // reuses it at that moment meets the keep-alive race.
+                Some(idle) => match tokio::time::timeout(idle, read).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        let _ = stream.shutdown().await;
+                        return;
+                    }
+                },
+                None => read.await,
+            };
+            match got {
                 Ok(0) | Err(_) => return,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }

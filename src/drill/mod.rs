@@ -72,6 +72,10 @@ pub struct DrillArgs {
     /// Response time of the built-in demo app and of the peer.
     #[arg(long, value_name = "DURATION", default_value = "50ms", value_parser = duration::arg)]
     pub latency: Duration,
+    /// The demo app closes keep-alive connections idle this long, as Node (5s) and Go
+    /// servers with an IdleTimeout do: the keep-alive race with the LB (default: never).
+    #[arg(long, value_name = "DURATION", value_parser = duration::arg)]
+    pub app_idle_timeout: Option<Duration>,
     /// Steady load before the stop begins (not scaled).
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = duration::arg)]
     pub warmup: Duration,
@@ -187,6 +191,9 @@ pub fn settings(args: DrillArgs) -> Result<Settings, String> {
         return Err(format!(
             "unknown option '{first}' for lastcall drill (options go before COMMAND; write -- before a COMMAND that starts with -)"
         ));
+    }
+    if args.app_idle_timeout.is_some() && !args.command.is_empty() {
+        return Err("--app-idle-timeout configures the built-in demo app; with a COMMAND, set your app's own idle timeout".to_string());
     }
     let d = args.platform.defaults();
     let unscaled = platform::Params {
@@ -304,14 +311,19 @@ fn command_for(s: &Settings, kind: Kind, task_port: u16, app_port: u16) -> Vec<O
         Kind::Lastcall => app_port,
     };
     let app: Vec<OsString> = if s.demo {
-        vec![
+        let mut app: Vec<OsString> = vec![
             exe.clone(),
             "demo-app".into(),
             "--port".into(),
             listen_port.to_string().into(),
             "--latency".into(),
             duration::fmt(s.args.latency).into(),
-        ]
+        ];
+        if let Some(idle) = s.args.app_idle_timeout {
+            app.push("--idle-timeout".into());
+            app.push(duration::fmt(idle).into());
+        }
+        app
     } else {
         s.args.command.clone()
     };
