@@ -493,6 +493,10 @@ fn usage_errors_exit_2_with_one_line() {
             "lastcall: the argument '--bare' cannot be used with '--compare' (see lastcall --help)",
         ),
         (
+            &["--app-idle-timeout", "5s", "--", "my-app"],
+            "lastcall: --app-idle-timeout configures the built-in demo app; with a COMMAND, set your app's own idle timeout",
+        ),
+        (
             &["--latency", "fast"],
             "lastcall: invalid value 'fast' for '--latency <DURATION>': invalid duration `fast`: expected a number (write e.g. 500ms, 30s, 2m or 1m30s) (see lastcall --help)",
         ),
