@@ -87,7 +87,7 @@ fn variant(out: &mut String, o: &Outcome) {
     if let Some((first, last)) = failure_window(o) {
         let _ = writeln!(
             out,
-            "  failures between {:+.3}s and {:+.3}s",
+            "  the failed requests were sent between {:+.3}s and {:+.3}s",
             (first - o.stop_began_ms) / 1000.0,
             (last - o.stop_began_ms) / 1000.0
         );
