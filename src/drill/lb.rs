@@ -1,21 +1,24 @@
 //! An in-process load balancer that behaves like an ALB target group (or a Kubernetes
 //! Service) as far as a stop is concerned:
 //!
-//! - two targets, round robin: the task being stopped and an always-healthy peer (the other
-//!   task of the service), so capacity remains and only the stop can cause failures;
-//! - keep-alive connections to each target, reused from a pool, as ALB keeps them (this is
-//!   where the keep-alive race happens when a target closes an idle connection);
-//! - active health checks with interval, timeout, unhealthy and healthy thresholds, each on
-//!   a fresh connection; success is a 200 (ALB's default matcher);
+//! - two targets: the task being stopped and an always-healthy peer (the other task of the
+//!   service), so capacity remains and only the stop can cause failures;
+//! - several *nodes* (an ALB has one per enabled zone, at least two), taking requests in
+//!   turn; each balances round robin, health-checks the task on its own from its own source
+//!   address (127.0.0.1, 127.0.0.2, …) out of phase with the others, and acts on its own
+//!   results — so lastcall sees several probers, as behind a real ALB;
+//! - keep-alive connections to each target, one pool per node, reused as ALB reuses them
+//!   (where the keep-alive race happens when a target closes an idle connection);
+//! - health checks with interval, timeout, unhealthy and healthy thresholds, each on a
+//!   fresh connection; success is a 200 (ALB's default matcher);
 //! - deregistration: no new request after a propagation delay (ALB nodes and kube-proxy
 //!   learn of it late), requests in flight continue;
 //! - **never retries**: a failed request is a failed request, as with ALB.
 //!
-//! Health-check results act at once on routing for an ALB (every ALB node probes on its own
-//! and acts on what it saw), and after the propagation delay for Kubernetes (the kubelet's
-//! readiness result travels through the API server to every node's endpoints).
+//! For Kubernetes there is one prober (the kubelet's readiness probe) and a failed probe
+//! stops routing only after the endpoint-propagation delay.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -27,7 +30,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::TcpSocket;
 
 use super::events::{EventKind, Events};
 use super::load::Cause;
@@ -59,96 +62,125 @@ pub struct HealthCheck {
     /// How long a failed check takes to stop routing: zero for ALB, the endpoint
     /// propagation delay for Kubernetes.
     pub removal_delay: Duration,
-    /// Who probes, for the event label ("ALB", "kubelet readiness probe").
+    /// Who probes, for the event label ("ALB node", "kubelet readiness probe").
     pub prober: &'static str,
 }
 
+/// The task as every node sees it: deregistration and endpoint removal reach all nodes.
 #[derive(Debug, Default)]
-struct TargetState {
-    routable: bool,
+struct TaskState {
+    /// When routing stops because of a deregistration or a removal (the earliest wins).
+    remove_at: Option<Instant>,
+    removed: bool,
     probing: bool,
+    last_ok: Option<Instant>,
+    /// "Routing stopped" was recorded.
+    reported: bool,
+}
+
+/// One LB node's own view of the task, from its own health checks.
+#[derive(Debug)]
+struct NodeView {
     healthy: bool,
     fails: u32,
     passes: u32,
-    /// When routing stops because of a deregistration or a failed check (the earliest wins).
-    remove_at: Option<Instant>,
-    last_ok: Option<Instant>,
+    probed: bool,
 }
 
+/// An LB node: its own source address (so lastcall sees one prober per node, as with the
+/// several nodes of an ALB), its own health checks and its own keep-alive pool.
 #[derive(Debug)]
-struct Target {
-    backend: Backend,
-    addr: SocketAddr,
-    state: Mutex<TargetState>,
+struct Node {
+    ip: Ipv4Addr,
+    view: Mutex<NodeView>,
+    next: AtomicUsize,
+    client: Client<HttpConnector, Empty<Bytes>>,
 }
 
-impl Target {
-    fn lock(&self) -> MutexGuard<'_, TargetState> {
-        match self.state.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
     }
 }
 
 /// The load balancer. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct Lb {
-    targets: [Target; 2],
-    next: AtomicUsize,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    task_addr: SocketAddr,
+    peer_addr: SocketAddr,
+    task: Mutex<TaskState>,
+    nodes: Vec<Node>,
+    next_node: AtomicUsize,
     request_timeout: Duration,
     events: Events,
 }
 
 impl Lb {
+    /// An LB of `nodes` nodes (at least one), probing from 127.0.0.1, 127.0.0.2, ….
     pub fn new(
         task: SocketAddr,
         peer: SocketAddr,
+        nodes: u8,
         request_timeout: Duration,
         events: Events,
     ) -> Lb {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(request_timeout));
-        let client = Client::builder(TokioExecutor::new())
-            // ALB does not retry; hyper's pool would silently resend a request whose pooled
-            // connection was closed under it, hiding exactly the race the drill looks for.
-            .retry_canceled_requests(false)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
-        let target = |backend, addr| Target {
-            backend,
-            addr,
-            state: Mutex::new(TargetState {
-                routable: true,
-                probing: true,
-                healthy: true,
-                ..TargetState::default()
-            }),
-        };
+        let nodes = (0..nodes.max(1))
+            .map(|i| {
+                let ip = Ipv4Addr::new(127, 0, 0, 1 + i);
+                let mut connector = HttpConnector::new();
+                connector.set_nodelay(true);
+                connector.set_connect_timeout(Some(request_timeout));
+                connector.set_local_address(Some(IpAddr::V4(ip)));
+                let client = Client::builder(TokioExecutor::new())
+                    // ALB does not retry; hyper's pool would silently resend a request
+                    // whose pooled connection was closed under it, hiding exactly the
+                    // race the drill looks for.
+                    .retry_canceled_requests(false)
+                    .pool_idle_timeout(Duration::from_secs(60))
+                    .build(connector);
+                Node {
+                    ip,
+                    view: Mutex::new(NodeView {
+                        healthy: true,
+                        fails: 0,
+                        passes: 0,
+                        probed: false,
+                    }),
+                    next: AtomicUsize::new(0),
+                    client,
+                }
+            })
+            .collect();
         Lb {
-            targets: [target(Backend::Task, task), target(Backend::Peer, peer)],
-            next: AtomicUsize::new(0),
-            client,
+            task_addr: task,
+            peer_addr: peer,
+            task: Mutex::new(TaskState {
+                probing: true,
+                ..TaskState::default()
+            }),
+            nodes,
+            next_node: AtomicUsize::new(0),
             request_timeout,
             events,
         }
     }
 
-    fn task(&self) -> &Target {
-        &self.targets[0]
+    /// Has every node finished at least one health check? Before that, lastcall has not
+    /// seen every prober yet — unlike a task that has been in service for a while.
+    pub fn all_probed(&self) -> bool {
+        self.nodes.iter().all(|n| lock(&n.view).probed)
     }
 
-    /// Does the LB still send new requests to the task?
+    /// Does any node still send new requests to the task?
     pub fn routes_to_task(&self) -> bool {
-        self.refresh(self.task());
-        self.task().lock().routable
+        self.refresh();
+        !lock(&self.task).removed && self.nodes.iter().any(|n| lock(&n.view).healthy)
     }
 
     /// When the task last answered a request successfully.
     pub fn task_last_ok(&self) -> Option<Instant> {
-        self.task().lock().last_ok
+        lock(&self.task).last_ok
     }
 
     /// Stop routing to the task `after` from now (deregistration or endpoint removal);
@@ -156,32 +188,45 @@ impl Lb {
     pub fn remove_task(&self, after: Duration, stop_probing: bool) {
         let at = Instant::now() + after;
         {
-            let mut st = self.task().lock();
+            let mut st = lock(&self.task);
             st.remove_at = Some(st.remove_at.map_or(at, |t| t.min(at)));
             if stop_probing {
                 st.probing = false;
             }
         }
-        self.refresh(self.task());
+        self.refresh();
     }
 
-    /// Apply a scheduled removal whose time has come. Called on every routing decision and
-    /// by [`Lb::watch`], so the event is recorded at the moment routing stopped.
-    fn refresh(&self, t: &Target) {
-        let mut st = t.lock();
-        if st.routable
+    /// Apply a removal whose time has come, and record the moment the last node stopped
+    /// routing to the task. Called on every routing decision, after every health-check
+    /// result and by [`Lb::watch`].
+    fn refresh(&self) {
+        let mut st = lock(&self.task);
+        let now = Instant::now();
+        if !st.removed
             && let Some(at) = st.remove_at
-            && Instant::now() >= at
+            && now >= at
         {
-            st.routable = false;
+            st.removed = true;
+        }
+        if st.reported {
+            return;
+        }
+        let stopped_at = if st.removed {
+            st.remove_at
+        } else if self.nodes.iter().all(|n| !lock(&n.view).healthy) {
+            Some(now)
+        } else {
+            None
+        };
+        if let Some(at) = stopped_at {
+            st.reported = true;
             drop(st);
-            let label = if t.backend == Backend::Task {
-                "LB stopped routing to the task"
-            } else {
-                "LB stopped routing to the peer"
-            };
-            self.events
-                .add_at(self.events.clock().ms(at), EventKind::RoutingStopped, label);
+            self.events.add_at(
+                self.events.clock().ms(at),
+                EventKind::RoutingStopped,
+                "LB stopped routing to the task",
+            );
         }
     }
 
@@ -190,44 +235,47 @@ impl Lb {
         let mut tick = tokio::time::interval(Duration::from_millis(5));
         loop {
             tick.tick().await;
-            self.refresh(self.task());
+            self.refresh();
         }
     }
 
-    fn pick(&self) -> Option<&Target> {
-        for _ in 0..self.targets.len() {
-            let i = self.next.fetch_add(1, Ordering::Relaxed) % self.targets.len();
-            let t = &self.targets[i];
-            self.refresh(t);
-            let st = t.lock();
-            if st.routable && st.healthy {
-                return Some(t);
-            }
-        }
-        None
-    }
-
-    /// Send one request through the LB: pick a target, forward, never retry.
+    /// Send one request through the LB: a node, then a target, round robin; never retry.
     pub async fn forward(&self) -> (Option<Backend>, Outcome) {
-        let Some(target) = self.pick() else {
-            // ALB answers 503 itself when a target group has no target to route to.
-            return (None, Outcome::Failed(Cause::NoTarget, Some(503)));
+        let n = self.next_node.fetch_add(1, Ordering::Relaxed) % self.nodes.len();
+        let node = &self.nodes[n];
+        self.refresh();
+        let task_ok = !lock(&self.task).removed && lock(&node.view).healthy;
+        let take_task = node.next.fetch_add(1, Ordering::Relaxed) % 2 == 0;
+        // With the task out of rotation, the peer takes everything (it is always healthy,
+        // so ALB's fail-open with no healthy target never applies).
+        let backend = if take_task && task_ok {
+            Backend::Task
+        } else {
+            Backend::Peer
         };
-        let outcome = self.send(target).await;
-        if matches!(outcome, Outcome::Ok(_)) {
-            target.lock().last_ok = Some(Instant::now());
+        let addr = match backend {
+            Backend::Task => self.task_addr,
+            Backend::Peer => self.peer_addr,
+        };
+        let outcome = self.send(&node.client, addr).await;
+        if backend == Backend::Task && matches!(outcome, Outcome::Ok(_)) {
+            lock(&self.task).last_ok = Some(Instant::now());
         }
-        (Some(target.backend), outcome)
+        (Some(backend), outcome)
     }
 
-    async fn send(&self, target: &Target) -> Outcome {
-        let uri = format!("http://{}/", target.addr);
+    async fn send(
+        &self,
+        client: &Client<HttpConnector, Empty<Bytes>>,
+        addr: SocketAddr,
+    ) -> Outcome {
+        let uri = format!("http://{addr}/");
         let req = match Request::get(uri).body(Empty::<Bytes>::new()) {
             Ok(r) => r,
             Err(_) => return Outcome::Failed(Cause::Other, None),
         };
         let exchange = async {
-            let resp = self.client.request(req).await.map_err(|e| classify(&e))?;
+            let resp = client.request(req).await.map_err(|e| classify(&e))?;
             let status = resp.status().as_u16();
             resp.into_body()
                 .collect()
@@ -243,46 +291,70 @@ impl Lb {
         }
     }
 
-    /// Health-check the task until the drill ends.
+    /// Health-check the task from every node until the drill ends. Nodes probe out of
+    /// phase with each other, spread over one interval, as independent ALB nodes do.
     pub async fn health_checks(self: Arc<Self>, hc: HealthCheck) {
-        let task = self.task();
+        let mut set = tokio::task::JoinSet::new();
+        let count = self.nodes.len() as u32;
+        for i in 0..self.nodes.len() {
+            let (lb, hc) = (self.clone(), hc.clone());
+            let offset = hc.interval * i as u32 / count;
+            set.spawn(async move { lb.node_checks(i, hc, offset).await });
+        }
+        while set.join_next().await.is_some() {}
+    }
+
+    async fn node_checks(&self, i: usize, hc: HealthCheck, offset: Duration) {
+        let node = &self.nodes[i];
+        let who = if self.nodes.len() > 1 {
+            format!("{} {}", hc.prober, node.ip)
+        } else {
+            hc.prober.to_string()
+        };
+        tokio::time::sleep(offset).await;
         let mut tick = tokio::time::interval(hc.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if !task.lock().probing {
+            if !lock(&self.task).probing {
                 return;
             }
-            let result = probe(task.addr, &hc.path, hc.timeout).await;
-            let mut st = task.lock();
-            if !st.probing {
+            let result = probe(node.ip, self.task_addr, &hc.path, hc.timeout).await;
+            if !lock(&self.task).probing {
                 return;
             }
+            let mut view = lock(&node.view);
+            view.probed = true;
             match result {
                 Ok(()) => {
-                    st.fails = 0;
-                    st.passes = st.passes.saturating_add(1);
-                    if !st.healthy && st.passes >= hc.healthy_threshold {
-                        st.healthy = true;
+                    view.fails = 0;
+                    view.passes = view.passes.saturating_add(1);
+                    if !view.healthy && view.passes >= hc.healthy_threshold {
+                        view.healthy = true;
                     }
                 }
                 Err(why) => {
-                    st.passes = 0;
-                    st.fails = st.fails.saturating_add(1);
-                    if st.healthy && st.fails >= hc.unhealthy_threshold {
-                        let removal = hc.removal_delay;
-                        if removal.is_zero() {
-                            st.healthy = false;
+                    view.passes = 0;
+                    view.fails = view.fails.saturating_add(1);
+                    if view.fails == hc.unhealthy_threshold {
+                        // ALB: this node stops routing at once, on its own result.
+                        // Kubernetes: the readiness result travels to every node's
+                        // endpoints, which takes the propagation delay.
+                        if hc.removal_delay.is_zero() {
+                            view.healthy = false;
                         }
-                        drop(st);
+                        drop(view);
                         self.events.add(
                             EventKind::Unhealthy,
                             format!(
-                                "{} saw {} failed checks in a row ({why})",
-                                hc.prober, hc.unhealthy_threshold
+                                "{who} saw {} failed checks in a row ({why})",
+                                hc.unhealthy_threshold
                             ),
                         );
-                        self.remove_task(removal, false);
+                        if !hc.removal_delay.is_zero() {
+                            self.remove_task(hc.removal_delay, false);
+                        }
+                        self.refresh();
                     }
                 }
             }
@@ -291,9 +363,18 @@ impl Lb {
 }
 
 /// One health check on a fresh connection; Ok only for a 200 within the timeout.
-async fn probe(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(), String> {
+async fn probe(
+    from: Ipv4Addr,
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Result<(), String> {
     let attempt = async {
-        let mut stream = TcpStream::connect(addr).await.map_err(|e| io_cause(&e))?;
+        let socket = TcpSocket::new_v4().map_err(|e| io_cause(&e))?;
+        socket
+            .bind(SocketAddr::new(IpAddr::V4(from), 0))
+            .map_err(|e| io_cause(&e))?;
+        let mut stream = socket.connect(addr).await.map_err(|e| io_cause(&e))?;
         let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
         stream
             .write_all(req.as_bytes())

@@ -108,6 +108,10 @@ pub struct DrillArgs {
     /// (ALB 10s, k8s 5s: observed, not documented).
     #[arg(long, value_name = "DURATION", value_parser = duration::arg)]
     pub propagation_delay: Option<Duration>,
+    /// ALB nodes, each probing from its own address and routing on its own results
+    /// (default 2: an ALB has a node per zone and needs two zones). k8s has one prober.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub lb_nodes: u8,
     /// k8s: preStop sleep before SIGTERM, inside the grace period (default 0).
     #[arg(long, value_name = "DURATION", value_parser = duration::arg)]
     pub pre_stop_sleep: Option<Duration>,
@@ -457,6 +461,11 @@ async fn drill(s: Settings) -> i32 {
             ready_timeout: s.args.ready_timeout,
             isolation: s.isolation.clone(),
             chore: s.chore.clone(),
+            lb_nodes: if s.chore.platform == Platform::K8s {
+                1
+            } else {
+                s.args.lb_nodes
+            },
             progress,
         };
         match variant::run(&plan).await {

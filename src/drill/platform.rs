@@ -171,7 +171,7 @@ impl Choreography {
             prober: if k8s {
                 "kubelet readiness probe"
             } else {
-                "ALB"
+                "ALB node"
             },
         }
     }

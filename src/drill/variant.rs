@@ -52,6 +52,7 @@ pub struct Plan {
     pub ready_timeout: Duration,
     pub isolation: Isolation,
     pub chore: Choreography,
+    pub lb_nodes: u8,
     pub progress: bool,
 }
 
@@ -139,6 +140,7 @@ pub async fn run(plan: &Plan) -> Result<Outcome, TaskError> {
     let lb = Arc::new(Lb::new(
         plan.task_addr,
         peer_addr,
+        plan.lb_nodes,
         plan.request_timeout,
         events.clone(),
     ));
@@ -158,6 +160,13 @@ pub async fn run(plan: &Plan) -> Result<Outcome, TaskError> {
         .then(|| Progress::start(plan.kind.as_str(), load.clone(), clock, expected(plan)));
 
     tokio::time::sleep(plan.warmup).await;
+    // A task in service has been probed by every LB node; wait for that too, so that
+    // lastcall knows every prober before the stop (bounded by one round of checks).
+    let hc = plan.chore.health_check(&plan.health_path);
+    let probed_by = tokio::time::Instant::now() + hc.interval + hc.timeout + Duration::from_secs(1);
+    while !lb.all_probed() && tokio::time::Instant::now() < probed_by {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let stop_began_ms = clock.now();
     plan.chore.stop(&lb, &task, &events).await;
     task.kill_and_wait().await;
