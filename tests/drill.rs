@@ -227,11 +227,20 @@ fn ecs_essential_exit_bare_loses_requests_lastcall_loses_none() {
     for v in [&bare, &wrapped] {
         assert_order(v, &["stop-began", "sigterm", "app-exit", "deregistered"]);
     }
-    // Under lastcall the ALB's own health checks took the task out of rotation.
-    assert_order(
-        &wrapped,
-        &["sigterm", "unhealthy", "routing-stopped", "app-exit"],
-    );
+    // Under lastcall the ALB's own health checks took the task out of rotation: each of
+    // its two nodes (two probers, 127.0.0.1 and 127.0.0.2) on its own results, and lastcall
+    // let the app go only after both had.
+    assert_order(&wrapped, &["sigterm", "unhealthy", "routing-stopped", "app-exit"]);
+    let unhealthy: Vec<f64> = wrapped["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "unhealthy")
+        .map(|e| e["at_ms"].as_f64().unwrap())
+        .collect();
+    assert_eq!(unhealthy.len(), 2, "{:?}", wrapped["events"]);
+    assert!(at(&wrapped, "routing-stopped") >= unhealthy[1]);
+    assert!(at(&wrapped, "lastcall-signal") >= unhealthy[1]);
 }
 
 #[test]
