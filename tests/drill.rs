@@ -230,7 +230,10 @@ fn ecs_essential_exit_bare_loses_requests_lastcall_loses_none() {
     // Under lastcall the ALB's own health checks took the task out of rotation: each of
     // its two nodes (two probers, 127.0.0.1 and 127.0.0.2) on its own results, and lastcall
     // let the app go only after both had.
-    assert_order(&wrapped, &["sigterm", "unhealthy", "routing-stopped", "app-exit"]);
+    assert_order(
+        &wrapped,
+        &["sigterm", "unhealthy", "routing-stopped", "app-exit"],
+    );
     let unhealthy: Vec<f64> = wrapped["events"]
         .as_array()
         .unwrap()
