@@ -57,10 +57,6 @@ impl Platform {
         }
     }
 
-    fn is_ecs_alb_like(self) -> bool {
-        matches!(self, Platform::EcsAlb | Platform::FargateSpot)
-    }
-
     /// The platform's documented defaults (unscaled).
     pub fn defaults(self) -> Params {
         let secs = Duration::from_secs;
@@ -387,10 +383,6 @@ impl Choreography {
             Platform::EcsEssentialExit => &[StopBegan, Sigterm, AppExit, Deregistered],
             Platform::K8s => &[StopBegan, EndpointRemoved, Sigterm],
         }
-    }
-
-    pub fn is_alb(&self) -> bool {
-        self.platform.is_ecs_alb_like() || self.platform == Platform::EcsEssentialExit
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Settings;
-use super::events::Clock;
+use super::events::{Clock, EventKind};
 use super::load::Load;
 use super::variant::{Kind, Outcome};
 use crate::duration;
@@ -51,14 +51,14 @@ pub fn text(s: &Settings, outcomes: &[Outcome], code: i32) -> String {
     }
     for o in outcomes {
         out.push('\n');
-        variant(&mut out, o);
+        variant(&mut out, o, s.chore.documented_order());
     }
     out.push('\n');
     let _ = writeln!(out, "{}", summary(outcomes, code));
     out
 }
 
-fn variant(out: &mut String, o: &Outcome) {
+fn variant(out: &mut String, o: &Outcome, order: &[EventKind]) {
     let title = match o.kind {
         Kind::Bare => "bare: the app alone",
         Kind::Lastcall => "lastcall: the app under `lastcall run` with the drain proxy",
@@ -92,7 +92,32 @@ fn variant(out: &mut String, o: &Outcome) {
             (last - o.stop_began_ms) / 1000.0
         );
     }
+    let _ = writeln!(out, "  order: {}", order_check(o, order));
     let _ = writeln!(out, "  verdict: {}", verdict(o));
+}
+
+/// Did the platform's own events happen in its documented order?
+fn order_check(o: &Outcome, order: &[EventKind]) -> String {
+    let names: Vec<&str> = order.iter().map(|k| k.as_str()).collect();
+    let mut last = f64::MIN;
+    for kind in order {
+        let Some(e) = o.events.iter().find(|e| e.kind == *kind) else {
+            return format!(
+                "{} never happened (documented: {})",
+                kind.as_str(),
+                names.join(" → ")
+            );
+        };
+        if e.at_ms < last {
+            return format!(
+                "{} came out of the documented order {}",
+                kind.as_str(),
+                names.join(" → ")
+            );
+        }
+        last = e.at_ms;
+    }
+    format!("as documented ({})", names.join(" → "))
 }
 
 fn failure_window(o: &Outcome) -> Option<(f64, f64)> {
