@@ -59,6 +59,11 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             ProxyBody::Upstream { body, guard, lease } => {
+                // The upstream connection is driven from here: it reads what this body
+                // yields. Its waker is this task, so new bytes wake the poll below.
+                if let Some(l) = lease.as_mut() {
+                    l.poll_io(cx);
+                }
                 let polled = Pin::new(&mut *body).poll_frame(cx);
                 // The request stops counting with its last frame, and its upstream
                 // connection goes back to the pool; after an error (the client sees a

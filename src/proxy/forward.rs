@@ -58,7 +58,14 @@ impl Upstream {
     ) -> Result<(Response<Incoming>, Lease), Response<ProxyBody>> {
         let method = req.method().clone();
         let path = self.rewrite(&mut req, xff, upgrade);
-        match tokio::time::timeout(self.timeout, self.pool.send(req)).await {
+        let sent = async {
+            if upgrade {
+                self.pool.send_upgrade(req).await
+            } else {
+                self.pool.send(req).await
+            }
+        };
+        match tokio::time::timeout(self.timeout, sent).await {
             Ok(Ok((mut resp, lease))) => {
                 // hyper answers HTTP/1.0 clients in kind; an HTTP/1.0 app must not make
                 // every client's response HTTP/1.0 (and its connection close).

@@ -1,9 +1,13 @@
-//! Keep-alive connections to the app.
+//! Keep-alive connections to the app, driven inline.
 //!
 //! A small pool over hyper's HTTP/1 client connections instead of hyper-util's legacy
-//! client: the app is one address speaking HTTP/1.1, so none of the legacy client's
-//! generality (per-host keys, h2, boxed connectors) is needed, and leaving it out saves
-//! work on every request and size in the binary.
+//! client, for two reasons. The app is one address speaking HTTP/1.1, so none of the
+//! legacy client's generality is needed and leaving it out keeps the binary smaller. And
+//! the legacy client runs every upstream connection as a task of its own, so each request
+//! hops between two tasks (often two threads) several times; here the client connection's
+//! task polls the upstream connection itself, while it waits for the response and while
+//! it streams the response body. On a busy 2-core machine those hops, not the bytes, were
+//! the cost of a proxied request.
 //!
 //! - A connection leaves the pool for one request and comes back when that request's
 //!   response body has ended ([`Lease`] rides in the response body), so a streamed
@@ -12,11 +16,16 @@
 //!   Connections idle longer than [`IDLE`] are dropped rather than reused, because the
 //!   app may be closing them right now (Node's keep-alive timeout is 5 s), and a request
 //!   written into a connection the app is closing is a 502.
-//! - A request that hyper hands back unsent (the connection closed between checkout and
-//!   send) is retried once on a fresh connection.
+//! - A request that hyper hands back unsent (the connection turned out to be closed) is
+//!   retried on another connection.
+//! - Upgrades (WebSocket) get a fresh connection run as a task of its own, because the
+//!   upgraded bytes outlive the request.
 
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -32,10 +41,70 @@ const IDLE: Duration = Duration::from_secs(4);
 const MAX_IDLE: usize = 512;
 
 type Sender = http1::SendRequest<Incoming>;
+type Driver = http1::Connection<TokioIo<TcpStream>, Incoming>;
+
+/// One upstream connection: the handle that sends and the state machine that does the I/O.
+#[derive(Debug)]
+struct UpConn {
+    tx: Sender,
+    /// `None` once the connection is closed. Dropping the driver also hands any request
+    /// still queued in it back to its sender.
+    io: Option<Driver>,
+}
+
+impl UpConn {
+    /// Do whatever I/O is ready. Ready(()) once the connection is closed.
+    fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(io) = self.io.as_mut() else {
+            return Poll::Ready(());
+        };
+        match Pin::new(io).poll(cx) {
+            Poll::Ready(res) => {
+                if let Err(e) = res {
+                    tracing::debug!("upstream connection ended: {e}");
+                }
+                self.io = None;
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.io.is_none() || self.tx.is_closed()
+    }
+
+    /// Wait until the connection can take a request; false if it closed instead.
+    async fn ready(&mut self) -> bool {
+        poll_fn(|cx| {
+            let closed = self.poll_io(cx).is_ready();
+            match self.tx.poll_ready(cx) {
+                Poll::Ready(res) => Poll::Ready(res.is_ok()),
+                Poll::Pending if closed => Poll::Ready(false),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// Send `req` and drive the connection until the response head is in.
+    async fn exchange(
+        &mut self,
+        req: Request<Incoming>,
+    ) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<Incoming>>> {
+        let mut sent = std::pin::pin!(self.tx.try_send_request(req));
+        poll_fn(|cx| {
+            // I/O first: it writes the request and reads the response head.
+            let _ = self.poll_io(cx);
+            sent.as_mut().poll(cx)
+        })
+        .await
+    }
+}
 
 #[derive(Debug)]
 struct Idle {
-    tx: Sender,
+    conn: Box<UpConn>,
     since: Instant,
 }
 
@@ -57,12 +126,14 @@ pub(crate) struct Pool {
     idle: Mutex<Vec<Idle>>,
 }
 
-/// A connection lent out for one request; back to the pool when dropped after
-/// [`Lease::reusable`], closed otherwise.
+/// A connection lent out for one request. The response body drives it with
+/// [`Lease::poll_io`]; it goes back to the pool when dropped after [`Lease::reusable`],
+/// and is closed otherwise.
 #[derive(Debug)]
 pub(crate) struct Lease {
     pool: Arc<Pool>,
-    tx: Option<Sender>,
+    /// Boxed once per connection: the driver is large and moves in and out of the pool.
+    conn: Option<Box<UpConn>>,
     reusable: bool,
 }
 
@@ -71,15 +142,22 @@ impl Lease {
     pub(crate) fn reusable(&mut self) {
         self.reusable = true;
     }
+
+    /// Drive the connection (it feeds the response body being polled).
+    pub(crate) fn poll_io(&mut self, cx: &mut Context<'_>) {
+        if let Some(c) = self.conn.as_mut() {
+            let _ = c.poll_io(cx);
+        }
+    }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Some(tx) = self.tx.take()
+        if let Some(conn) = self.conn.take()
             && self.reusable
-            && !tx.is_closed()
+            && !conn.is_closed()
         {
-            self.pool.put(tx);
+            self.pool.put(conn);
         }
     }
 }
@@ -93,78 +171,110 @@ impl Pool {
         })
     }
 
-    /// Send `req` on a pooled or new connection.
+    /// Send `req` on a pooled or new connection; the response comes with the connection
+    /// that carries its body.
     pub(crate) async fn send(
         self: &Arc<Self>,
         mut req: Request<Incoming>,
     ) -> Result<(Response<Incoming>, Lease), SendError> {
-        while let Some(mut tx) = self.take() {
-            // A connection whose response just ended may still be settling in its task.
-            if tx.ready().await.is_err() {
+        loop {
+            let (mut conn, fresh) = match self.take() {
+                Some(c) => (c, false),
+                None => (self.connect().await?, true),
+            };
+            if !conn.ready().await {
+                if fresh {
+                    return Err(SendError::Connect(std::io::Error::other(
+                        "the app closed the connection at once",
+                    )));
+                }
                 continue;
             }
-            match tx.try_send_request(req).await {
-                Ok(resp) => return Ok((resp, self.lease(tx))),
+            match conn.exchange(req).await {
+                Ok(resp) => return Ok((resp, self.lease(conn))),
                 Err(mut e) => match e.take_message() {
-                    Some(unsent) => req = unsent,
-                    None => return Err(SendError::Http(e.into_error())),
+                    Some(unsent) if !fresh => req = unsent,
+                    _ => return Err(SendError::Http(e.into_error())),
                 },
             }
         }
-        let mut tx = self.connect().await?;
-        let resp = tx.send_request(req).await?;
-        Ok((resp, self.lease(tx)))
     }
 
-    fn lease(self: &Arc<Self>, tx: Sender) -> Lease {
+    /// Send an upgrade request on a connection of its own, run as its own task so that
+    /// the upgraded bytes can flow after the response.
+    pub(crate) async fn send_upgrade(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+    ) -> Result<(Response<Incoming>, Lease), SendError> {
+        let stream = self.dial().await?;
+        let (mut tx, io) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await?;
+        tokio::spawn(async move {
+            if let Err(e) = io.with_upgrades().await {
+                tracing::debug!("upstream upgrade connection ended: {e}");
+            }
+        });
+        let resp = tx.send_request(req).await?;
+        Ok((
+            resp,
+            Lease {
+                pool: self.clone(),
+                conn: None,
+                reusable: false,
+            },
+        ))
+    }
+
+    fn lease(self: &Arc<Self>, conn: Box<UpConn>) -> Lease {
         Lease {
             pool: self.clone(),
-            tx: Some(tx),
+            conn: Some(conn),
             reusable: false,
         }
     }
 
-    fn take(&self) -> Option<Sender> {
+    fn take(&self) -> Option<Box<UpConn>> {
         let mut idle = self.lock();
         while let Some(c) = idle.pop() {
-            if !c.tx.is_closed() && c.since.elapsed() < IDLE {
-                return Some(c.tx);
+            if !c.conn.is_closed() && c.since.elapsed() < IDLE {
+                return Some(c.conn);
             }
         }
         None
     }
 
-    fn put(&self, tx: Sender) {
+    fn put(&self, conn: Box<UpConn>) {
         let mut idle = self.lock();
         if idle.len() < MAX_IDLE {
             idle.push(Idle {
-                tx,
+                conn,
                 since: Instant::now(),
             });
         }
     }
 
-    async fn connect(&self) -> Result<Sender, SendError> {
-        let stream =
-            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.addr)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(SendError::Connect(e)),
-                Err(_) => {
-                    return Err(SendError::ConnectTimeout(crate::duration::fmt(
-                        self.connect_timeout,
-                    )));
-                }
-            };
+    async fn dial(&self) -> Result<TcpStream, SendError> {
+        let connect = TcpStream::connect(self.addr);
+        let stream = match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(SendError::Connect(e)),
+            Err(_) => {
+                return Err(SendError::ConnectTimeout(crate::duration::fmt(
+                    self.connect_timeout,
+                )));
+            }
+        };
         let _ = stream.set_nodelay(true);
-        let (tx, conn) = http1::Builder::new()
+        Ok(stream)
+    }
+
+    async fn connect(&self) -> Result<Box<UpConn>, SendError> {
+        let stream = self.dial().await?;
+        let (tx, io) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!("upstream connection ended: {e}");
-            }
-        });
-        Ok(tx)
+        Ok(Box::new(UpConn { tx, io: Some(io) }))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
