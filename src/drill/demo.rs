@@ -139,8 +139,10 @@ pub fn run(args: DemoArgs) -> i32 {
                     eprintln!("demo-app: ignoring SIGTERM (--ignore-term)");
                 }
                 Ok(sig) if is_stop(sig) => {
-                    // No drain, no goodbye: this is the app that loses requests.
-                    return 128 + sig as i32;
+                    // No drain, no goodbye: this is the app that loses requests. Exit from
+                    // here, without unwinding the runtime, as a process killed by the
+                    // signal would (status 128+N, like a shell reports it).
+                    std::process::exit(128 + sig as i32);
                 }
                 Ok(_) => continue,
                 Err(e) => {

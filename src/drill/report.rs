@@ -41,9 +41,14 @@ pub fn text(s: &Settings, outcomes: &[Outcome], code: i32) -> String {
     };
     let _ = writeln!(out, "  app:   {app}");
     let _ = writeln!(out, "  task:  {}", s.isolation.describe());
+    let via = if s.chore.platform == super::platform::Platform::K8s {
+        "a Service (kube-proxy; the kubelet probes readiness)".to_string()
+    } else {
+        format!("{} ALB nodes, each probing on its own", s.args.lb_nodes)
+    };
     let _ = writeln!(
         out,
-        "  load:  {} req/s, keep-alive, round robin between the task and an always-healthy peer; no retries",
+        "  load:  {} req/s through {via}; keep-alive, round robin between the task and an always-healthy peer; no retries",
         s.args.rate
     );
     for note in &s.notes {
