@@ -626,3 +626,24 @@ fn without_a_pid_namespace_the_report_says_so_and_lastcall_still_saves() {
     );
     assert_bare_fails_lastcall_saves(&r);
 }
+
+#[test]
+fn k8s_pre_stop_sleep_longer_than_propagation_saves_even_the_bare_app() {
+    // The drill does not invent losses: with the textbook fix (a preStop sleep that outlasts
+    // endpoint propagation, 10 s > 5 s), SIGTERM comes after the LB let go.
+    let r = drill(&["--bare", "--platform", "k8s", "--pre-stop-sleep", "10s"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let doc = r.json.unwrap();
+    let bare = variant(&doc, "bare");
+    assert_eq!(bare["failed"], 0, "{}", r.stdout);
+    assert_counts_are_the_record(bare);
+    assert_order(
+        bare,
+        &["endpoint-removed", "routing-stopped", "sigterm", "app-exit"],
+    );
+    let pre_stop = at(bare, "sigterm") - at(bare, "endpoint-removed");
+    assert!(
+        (950.0..2000.0).contains(&pre_stop),
+        "preStop lasted {pre_stop} ms"
+    );
+}
