@@ -505,6 +505,18 @@ fn usage_errors_exit_2_with_one_line() {
             "lastcall: the argument '--bare' cannot be used with '--compare' (see lastcall --help)",
         ),
         (
+            &["--unhealthy-threshold", "0"],
+            "lastcall: --unhealthy-threshold and --healthy-threshold must be at least 1 (ALB's are 2 and 5)",
+        ),
+        (
+            &["--health-interval", "0s"],
+            "lastcall: --health-interval and --health-timeout must be above 0 (write e.g. 5s and 2s)",
+        ),
+        (
+            &["--lb-nodes", "9"],
+            "lastcall: invalid value '9' for '--lb-nodes <N>': 9 is not in 1..=8 (see lastcall --help)",
+        ),
+        (
             &["--app-idle-timeout", "5s", "--", "my-app"],
             "lastcall: --app-idle-timeout configures the built-in demo app; with a COMMAND, set your app's own idle timeout",
         ),

@@ -212,10 +212,16 @@ pub fn settings(args: DrillArgs) -> Result<Settings, String> {
         hard_limit: args.hard_limit.or(d.hard_limit),
     };
     if unscaled.unhealthy_threshold == 0 || unscaled.healthy_threshold == 0 {
-        return Err("health-check thresholds must be at least 1".to_string());
+        return Err(
+            "--unhealthy-threshold and --healthy-threshold must be at least 1 (ALB's are 2 and 5)"
+                .to_string(),
+        );
     }
     if unscaled.health_interval.is_zero() || unscaled.health_timeout.is_zero() {
-        return Err("--health-interval and --health-timeout must be above 0".to_string());
+        return Err(
+            "--health-interval and --health-timeout must be above 0 (write e.g. 5s and 2s)"
+                .to_string(),
+        );
     }
     if unscaled.pre_stop >= unscaled.stop_timeout && args.platform == Platform::K8s {
         return Err(format!(
