@@ -320,8 +320,8 @@ impl Drain {
         let mut st = self.lock();
         let prober = st.probers.entry(peer).or_default();
         prober.last_seen = Some(now);
-        // A stop that was requested but not yet entered by the driver task counts: once
-        // SIGTERM or POST /drain is in, no probe may pass.
+        // The clock is set the instant the stop signal is read, a moment before the driver
+        // task enters unready: answer 503 from that instant on.
         if phase.is_stopping() || self.inner.clock.get().is_some() {
             prober.failed_in_a_row = prober.failed_in_a_row.saturating_add(1);
             st.first_failed_probe.get_or_insert(now);

@@ -53,6 +53,17 @@ fn post_drain_starts_a_stop_once() {
         lc.log_text()
             .contains("stop began (POST /drain); deadline in 20s")
     );
+    let m = get(lc.admin, "/metrics").body_text();
+    assert!(m.contains("lastcall_phase{phase=\"unready\"} 1\n"), "{m}");
+    assert!(m.contains("lastcall_phase{phase=\"serving\"} 0\n"), "{m}");
+    assert!(
+        m.contains("# TYPE lastcall_stop_deadline_seconds gauge\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("lastcall_phase_duration_seconds{phase=\"unready\"} "),
+        "{m}"
+    );
 }
 
 #[test]

@@ -44,6 +44,7 @@ fn forwards_requests_streams_bodies_and_rewrites_headers() {
     assert!(seen.contains("x-forwarded-proto: http\n"), "{seen}");
     assert!(seen.contains("x-custom: kept\n"), "{seen}");
     assert!(seen.contains("host: test\n"), "{seen}");
+    assert!(seen.starts_with("request-target: /headers\n"), "{seen}");
     assert!(!seen.contains("x-hop"), "{seen}");
     assert!(!seen.contains("keep-alive"), "{seen}");
     assert_eq!(r.header("connection"), None);
@@ -341,6 +342,12 @@ async fn h2c_connections_get_goaway_and_finish_their_streams() {
     let r = sender.send_request(req("/hello")).await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.version(), hyper::Version::HTTP_2);
+    // The HTTP/1.1 app sees origin-form and a Host header made from :authority.
+    let r = sender.send_request(req("/headers")).await.unwrap();
+    let seen = r.into_body().collect().await.unwrap().to_bytes();
+    let seen = String::from_utf8_lossy(&seen);
+    assert!(seen.starts_with("request-target: /headers\n"), "{seen}");
+    assert!(seen.contains("host: test\n"), "{seen}");
     let slow = sender.send_request(req("/slow?ms=1500"));
     let slow = tokio::spawn(slow);
     // Let the slow stream reach the app before the stop.

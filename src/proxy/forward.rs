@@ -1,18 +1,18 @@
 //! Forwarding one request to the app: header rewriting, the pooled upstream client, and
 //! the 502/504 answers when the app cannot answer.
 //!
-//! The upstream URI is assembled from a pre-parsed scheme and authority (cheap clones of
-//! shared bytes) and the request's own path, so a forwarded request allocates nothing
-//! beyond what hyper needs, except when an `X-Forwarded-For` chain must be extended.
+//! The request is rewritten in place (its URI is already origin-form for HTTP/1.1
+//! clients), so a forwarded request allocates nothing beyond what hyper needs, except
+//! when an `X-Forwarded-For` chain must be extended.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::http::uri::{Authority, PathAndQuery, Scheme};
+use hyper::http::uri::PathAndQuery;
 use hyper::{Request, Response, StatusCode, Uri, Version};
-use std::sync::Arc;
 
 use super::ProxyArgs;
 use super::body::ProxyBody;
@@ -28,21 +28,14 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 #[derive(Debug)]
 pub(crate) struct Upstream {
     addr: SocketAddr,
-    authority: Authority,
     pool: Arc<Pool>,
     timeout: Duration,
 }
 
 impl Upstream {
     pub(crate) fn new(addr: SocketAddr, args: &ProxyArgs) -> Upstream {
-        let authority = match Authority::try_from(addr.to_string()) {
-            Ok(a) => a,
-            // A SocketAddr always prints as a valid authority.
-            Err(_) => Authority::from_static("127.0.0.1"),
-        };
         Upstream {
             addr,
-            authority,
             pool: Pool::new(addr, args.upstream_connect_timeout),
             timeout: args.upstream_timeout,
         }
@@ -127,12 +120,10 @@ impl Upstream {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let mut parts = hyper::http::uri::Parts::default();
-        parts.scheme = Some(Scheme::HTTP);
-        parts.authority = Some(self.authority.clone());
-        parts.path_and_query = Some(path.clone());
-        if let Ok(uri) = Uri::from_parts(parts) {
-            *req.uri_mut() = uri;
+        // The app gets origin-form (`GET /path`), as from any client: h2 requests and
+        // absolute-form HTTP/1.1 requests carry the scheme and authority in the URI.
+        if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+            *req.uri_mut() = Uri::from(path.clone());
         }
         *req.version_mut() = Version::HTTP_11;
         let headers = req.headers_mut();

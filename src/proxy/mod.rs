@@ -3,24 +3,29 @@
 //!
 //! # Design
 //!
-//! - [`conn`] accepts connections for the whole life of the process. The accept loop never
+//! - The proxy runs on threads of its own, one per CPU, each a single-threaded tokio
+//!   runtime with its own `SO_REUSEPORT` listener, connections and upstream pool: a
+//!   request is handled start to finish by one event loop, as in nginx or HAProxy, instead
+//!   of hopping between the workers of a shared runtime. The supervisor's runtime is left
+//!   alone by the data path.
+//! - `conn` accepts connections for the whole life of the process. The accept loop never
 //!   stops on its own (hyper #3961): during unready the load balancer still routes here and
 //!   a refused connection would be a failed request. Each connection is served by hyper
 //!   (HTTP/1.1 and h2c) and gets hyper's graceful shutdown when closing begins, which
 //!   closes idle HTTP/1 connections, turns keep-alive off on busy ones and sends h2 GOAWAY.
-//!   Every socket closes through [`io::Linger`]: FIN, then read until the peer's FIN, so
+//!   Every socket closes through `io::Linger`: FIN, then read until the peer's FIN, so
 //!   bytes the client already sent never turn the close into a reset.
-//! - [`service`] answers one request: the health path from [`crate::health::answer`], 503
+//! - `service` answers one request: the health path from [`crate::health::answer`], 503
 //!   with `Connection: close` and `Retry-After` for requests that arrive in closing or
-//!   later, and everything else forwarded by [`forward`].
-//! - [`forward`] rewrites headers (hop-by-hop out, `X-Forwarded-*` in), sends the request
-//!   on a pooled keep-alive upstream connection ([`pool`]) and streams both bodies. The in-flight
-//!   guard rides in the response [`body`] and ends with it; upgraded connections
-//!   ([`tunnel`]) hold theirs until they close.
-//! - [`ready`] moves the machine from starting to serving once the app answers.
+//!   later, and everything else forwarded by `forward`.
+//! - `forward` rewrites headers (hop-by-hop out, `X-Forwarded-*` in), sends the request
+//!   on a pooled keep-alive upstream connection (`pool`) and streams both bodies. The in-flight
+//!   guard rides in the response `body` and ends with it; upgraded connections
+//!   (`tunnel`) hold theirs until they close.
+//! - `ready` moves the machine from starting to serving once the app answers.
 //! - [`metrics`] counts requests by phase and status for the admin endpoint.
 //!
-//! The proxy reads the phase from an atomic mirror ([`PhaseCell`]) on the request path
+//! The proxy reads the phase from an atomic mirror (`PhaseCell`) on the request path
 //! instead of the machine's watch channel: a load instead of a lock, twice per request.
 
 mod body;
@@ -39,7 +44,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use hyper::Uri;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::drain::{Drain, Phase};
 use crate::health::HealthCheck;
@@ -117,7 +122,7 @@ pub(crate) struct Shared {
     pub(crate) upstream: forward::Upstream,
 }
 
-/// Bind the listener and start serving; returns once the proxy runs in the background.
+/// Bind the listeners and start serving; returns once the proxy runs in the background.
 pub async fn start(args: &ProxyArgs, health_path: &str, drain: &Drain) -> Result<(), ProxyError> {
     let (Some(listen), Some(upstream)) = (args.listen, args.upstream) else {
         return Err(ProxyError::NoUpstream);
@@ -126,31 +131,84 @@ pub async fn start(args: &ProxyArgs, health_path: &str, drain: &Drain) -> Result
         None => None,
         Some(path) => Some(health_uri(upstream, path)?),
     };
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|source| ProxyError::Bind {
-            addr: listen,
-            source,
-        })?;
-    let local = listener.local_addr().unwrap_or(listen);
-    let shared = Arc::new(Shared {
-        drain: drain.clone(),
-        phase: PhaseCell::new(drain.phase()),
-        health_path: health_path.to_string(),
-        health: HealthCheck::new(health_uri.clone()),
-        upstream: forward::Upstream::new(upstream, args),
-    });
+    let bind_err = |source| ProxyError::Bind {
+        addr: listen,
+        source,
+    };
+    // One listener per thread on the same port (SO_REUSEPORT): the kernel spreads
+    // connections, and each thread serves its own with its own event loop.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let first = reuseport_listener(listen).map_err(bind_err)?;
+    let local = first.local_addr().map_err(bind_err)?;
+    let mut listeners = vec![first];
+    for _ in 1..threads {
+        listeners.push(reuseport_listener(local).map_err(bind_err)?);
+    }
     crate::log::set_phase(drain.phase());
-    tokio::spawn(mirror_phase(shared.clone()));
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let listener = listener.into_std().map_err(bind_err)?;
+        let shared = Shared {
+            drain: drain.clone(),
+            phase: PhaseCell::new(drain.phase()),
+            health_path: health_path.to_string(),
+            health: HealthCheck::new(health_uri.clone()),
+            upstream: forward::Upstream::new(upstream, args),
+        };
+        std::thread::Builder::new()
+            .name(format!("lastcall-proxy-{i}"))
+            .spawn(move || serve_thread(listener, shared))
+            .map_err(bind_err)?;
+    }
     tokio::spawn(ready::wait(
         drain.clone(),
         upstream,
         health_uri,
         args.ready_timeout,
     ));
-    tokio::spawn(conn::accept_loop(listener, shared));
     tracing::info!("proxy listening on {local}, forwarding to {upstream}");
     Ok(())
+}
+
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// One proxy thread: a single-threaded runtime that owns its listener, its connections
+/// and its upstream pool, so a request never leaves the thread (and its event loop) that
+/// accepted it. The thread inherits the blocked signal mask, so signals stay with the
+/// supervisor's signalfd.
+fn serve_thread(listener: std::net::TcpListener, shared: Shared) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("proxy thread could not start its runtime: {e}");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let listener = match TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("proxy thread could not use its listener: {e}");
+                return;
+            }
+        };
+        let shared = Arc::new(shared);
+        tokio::spawn(mirror_phase(shared.clone()));
+        conn::accept_loop(listener, shared).await;
+    });
 }
 
 fn health_uri(upstream: SocketAddr, path: &str) -> Result<Uri, ProxyError> {

@@ -2,7 +2,7 @@
 # Usage: app.py PORT NAME [START_DELAY_MS]. It dies at once on SIGTERM (Python's default).
 #   GET  /health            200 ok
 #   GET  /hello             200 "hello from NAME"
-#   GET  /headers           the request headers it received, one "name: value" a line
+#   GET  /headers           the request target and headers it received, one "name: value" a line
 #   GET  /slow?ms=N         answers after N ms
 #   GET  /stream?chunks=N&ms=M   N chunks of "chunk i\n", M ms apart (chunked)
 #   POST /echo              the request body back (Content-Length)
@@ -43,7 +43,9 @@ class Handler(BaseHTTPRequestHandler):
         elif url.path == "/hello":
             self.send_text(200, f"hello from {NAME}\n")
         elif url.path == "/headers":
-            self.send_text(200, "".join(f"{k.lower()}: {v}\n" for k, v in self.headers.items()))
+            lines = [f"request-target: {self.path}\n"]
+            lines += [f"{k.lower()}: {v}\n" for k, v in self.headers.items()]
+            self.send_text(200, "".join(lines))
         elif url.path == "/slow":
             time.sleep(int(q.get("ms", "1000")) / 1000)
             self.send_text(200, "slow done\n")
