@@ -659,3 +659,23 @@ fn k8s_pre_stop_sleep_longer_than_propagation_saves_even_the_bare_app() {
         "preStop lasted {pre_stop} ms"
     );
 }
+
+#[test]
+fn an_app_whose_health_path_is_its_only_path_still_drains_under_lastcall() {
+    // `--health-path /` (an app with one path): bare, the LB checks `/`; under lastcall the
+    // LB checks lastcall's own /lastcall/health, and lastcall asks the app on `/` — the
+    // traffic on `/` is never answered by lastcall's health endpoint.
+    let r = drill(&["--compare", "--health-path", "/", "--", BIN, "demo-app"]);
+    let (_, wrapped) = assert_bare_fails_lastcall_saves(&r);
+    let command: Vec<&str> = wrapped["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let joined = command.join(" ");
+    assert!(
+        joined.contains("--health-path /lastcall/health --upstream-health-path / "),
+        "{joined}"
+    );
+}

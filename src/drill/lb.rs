@@ -111,6 +111,7 @@ pub struct Lb {
     peer_addr: SocketAddr,
     task: Mutex<TaskState>,
     nodes: Vec<Node>,
+    request_path: String,
     next_node: AtomicUsize,
     request_timeout: Duration,
     events: Events,
@@ -122,6 +123,7 @@ impl Lb {
         task: SocketAddr,
         peer: SocketAddr,
         nodes: u8,
+        request_path: String,
         request_timeout: Duration,
         events: Events,
     ) -> Lb {
@@ -160,6 +162,7 @@ impl Lb {
                 ..TaskState::default()
             }),
             nodes,
+            request_path,
             next_node: AtomicUsize::new(0),
             request_timeout,
             events,
@@ -269,7 +272,7 @@ impl Lb {
         client: &Client<HttpConnector, Empty<Bytes>>,
         addr: SocketAddr,
     ) -> Outcome {
-        let uri = format!("http://{addr}/");
+        let uri = format!("http://{addr}{}", self.request_path);
         let req = match Request::get(uri).body(Empty::<Bytes>::new()) {
             Ok(r) => r,
             Err(_) => return Outcome::Failed(Cause::Other, None),

@@ -63,9 +63,13 @@ pub struct DrillArgs {
     /// Port the app listens on behind lastcall (default: a free port). The app gets it as $PORT.
     #[arg(long, value_name = "PORT")]
     pub app_port: Option<u16>,
-    /// Path the LB health-checks (answered by the app when bare, by lastcall when wrapped).
+    /// The app's health path: the LB checks it when bare; under lastcall, lastcall answers
+    /// the LB's checks itself and asks the app here while serving.
     #[arg(long, value_name = "PATH", default_value = "/health")]
     pub health_path: String,
+    /// Path of the requests the load sends.
+    #[arg(long, value_name = "PATH", default_value = "/")]
+    pub request_path: String,
     /// Requests per second, sent at a constant rate through the LB.
     #[arg(long, value_name = "N", default_value_t = 200.0)]
     pub rate: f64,
@@ -183,6 +187,12 @@ pub fn settings(args: DrillArgs) -> Result<Settings, String> {
         return Err(format!(
             "--health-path `{}` must start with / (write e.g. /health)",
             args.health_path
+        ));
+    }
+    if !args.request_path.starts_with('/') {
+        return Err(format!(
+            "--request-path `{}` must start with / (write e.g. / or /api/ping)",
+            args.request_path
         ));
     }
     if args.port.is_some() && args.port == args.app_port {
@@ -304,11 +314,37 @@ fn check_wrap(opts: &[String]) -> Result<(), String> {
     }
 }
 
+/// The path lastcall answers the LB's health checks on. It must not be the path the load
+/// requests: lastcall answers its health path itself (503 once a stop began), so traffic
+/// sent there would never reach the app. An app whose only path is `/` keeps `/` as its own
+/// health check behind lastcall.
+fn lastcall_health_path(args: &DrillArgs) -> String {
+    if args.health_path != args.request_path {
+        args.health_path.clone()
+    } else {
+        "/lastcall/health".to_string()
+    }
+}
+
 /// lastcall's default kill margin (1 s), scaled like every other duration.
 fn kill_margin(scale: f64) -> Duration {
     Duration::from_secs(1)
         .mul_f64(scale)
         .max(Duration::from_millis(20))
+}
+
+/// The value `--wrap` gives `flag`, if it does (`--flag V` or `--flag=V`).
+fn wrap_value(opts: &[String], flag: &str) -> Option<String> {
+    let prefix = format!("{flag}=");
+    for (i, o) in opts.iter().enumerate() {
+        if o == flag {
+            return opts.get(i + 1).cloned();
+        }
+        if let Some(v) = o.strip_prefix(&prefix) {
+            return Some(v.to_string());
+        }
+    }
+    None
 }
 
 /// The task's command line for a variant.
@@ -344,7 +380,7 @@ fn command_for(s: &Settings, kind: Kind, task_port: u16, app_port: u16) -> Vec<O
     let defaults: Vec<(&str, String)> = vec![
         ("--listen", format!("127.0.0.1:{task_port}")),
         ("--upstream", format!("127.0.0.1:{app_port}")),
-        ("--health-path", s.args.health_path.clone()),
+        ("--health-path", lastcall_health_path(&s.args)),
         ("--upstream-health-path", s.args.health_path.clone()),
         (
             "--stop-timeout",
@@ -363,11 +399,7 @@ fn command_for(s: &Settings, kind: Kind, task_port: u16, app_port: u16) -> Vec<O
     ];
     let mut argv: Vec<OsString> = vec![exe, "run".into()];
     for (flag, value) in defaults {
-        let given = s
-            .wrap_opts
-            .iter()
-            .any(|o| o == flag || o.starts_with(&format!("{flag}=")));
-        if !given {
+        if wrap_value(&s.wrap_opts, flag).is_none() {
             argv.push(flag.into());
             argv.push(value.into());
         }
@@ -458,7 +490,12 @@ async fn drill(s: Settings) -> i32 {
             } else {
                 app_port
             },
-            health_path: s.args.health_path.clone(),
+            health_path: match kind {
+                Kind::Bare => s.args.health_path.clone(),
+                Kind::Lastcall => wrap_value(&s.wrap_opts, "--health-path")
+                    .unwrap_or_else(|| lastcall_health_path(&s.args)),
+            },
+            request_path: s.args.request_path.clone(),
             rate: s.args.rate,
             latency: s.args.latency,
             warmup: s.args.warmup,

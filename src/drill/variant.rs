@@ -43,7 +43,9 @@ pub struct Plan {
     pub task_addr: SocketAddr,
     /// `PORT` for the app.
     pub app_port: u16,
+    /// Where the LB health-checks the task (the app's path, or lastcall's).
     pub health_path: String,
+    pub request_path: String,
     pub rate: f64,
     pub latency: Duration,
     pub warmup: Duration,
@@ -141,6 +143,7 @@ pub async fn run(plan: &Plan) -> Result<Outcome, TaskError> {
         plan.task_addr,
         peer_addr,
         plan.lb_nodes,
+        plan.request_path.clone(),
         plan.request_timeout,
         events.clone(),
     ));
