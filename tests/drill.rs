@@ -505,6 +505,10 @@ fn usage_errors_exit_2_with_one_line() {
             "lastcall: the argument '--bare' cannot be used with '--compare' (see lastcall --help)",
         ),
         (
+            &["--request-path", "api"],
+            "lastcall: --request-path `api` must start with / (write e.g. / or /api/ping)",
+        ),
+        (
             &["--unhealthy-threshold", "0"],
             "lastcall: --unhealthy-threshold and --healthy-threshold must be at least 1 (ALB's are 2 and 5)",
         ),
