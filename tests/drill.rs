@@ -330,6 +330,8 @@ fn an_app_that_ignores_sigterm_is_killed_and_fails_the_drill() {
     let doc = r.json.unwrap();
     let bare = variant(&doc, "bare");
     assert_eq!(bare["killed"], true);
+    assert_eq!(bare["exit_signal"], 9, "{}", bare["exit"]);
+    assert_eq!(bare["exit"], "killed by SIGKILL");
     assert_order(bare, &["sigterm", "sigkill", "app-exit"]);
     // terminationGracePeriodSeconds 30 s × 0.1.
     let grace = at(bare, "sigkill") - at(bare, "sigterm");

@@ -6,6 +6,7 @@ use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use tokio::net::TcpListener;
 
 use super::demo::{self, Behaviour};
@@ -192,7 +193,23 @@ pub async fn run(plan: &Plan) -> Result<Outcome, TaskError> {
     watcher.abort();
     peer.abort();
 
-    let exit = task.exited();
+    let mut exit = task.exited();
+    // A PID namespace's PID 1 can only die of a signal by SIGKILL from outside, and
+    // `unshare` reports that as a plain "exit 1" (it fails to re-raise SIGKILL): when the
+    // task was alive at the platform's SIGKILL and gone after it, SIGKILL is what ended it.
+    let sigkill_at = events
+        .snapshot()
+        .iter()
+        .find(|e| e.kind == EventKind::Sigkill)
+        .map(|e| e.at_ms);
+    if let (Some(e), Some(k)) = (exit.as_mut(), sigkill_at)
+        && e.at_ms >= k
+        && e.signal.is_none()
+        && plan.isolation == Isolation::PidNamespace
+    {
+        e.code = None;
+        e.signal = Some(Signal::SIGKILL as i32);
+    }
     if let Some(e) = exit {
         events.add_at(
             e.at_ms,
