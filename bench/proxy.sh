@@ -3,18 +3,19 @@
 # through HAProxy and through nginx configured as plain reverse proxies — all in one run,
 # so the ratios compare like with like on whatever this machine is doing right now.
 #
-#   bench/proxy.sh                       # 10 s per target, 64 connections, 2 rounds
+#   bench/proxy.sh                       # 10 s per target, 64 connections, 4 rounds
 #   DURATION=5s CONNS=32 ROUNDS=1 bench/proxy.sh
 #
 # The upstream is nginx (1 worker) answering a 13-byte static response over keep-alive.
 # Every proxy gets 2 threads/workers and keep-alive upstream connections; wrk runs with 2
-# threads. Rounds are interleaved (direct, lastcall, haproxy, nginx, direct, …) and the
-# figures are the median over rounds. Everything listens on 127.0.0.1 only.
+# threads. Rounds are interleaved, each in a rotated order (direct, lastcall, haproxy,
+# nginx; then lastcall, haproxy, nginx, direct; …), and the figures are medians.
+# Everything listens on 127.0.0.1 only.
 set -euo pipefail
 
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-4}
 cd "$(dirname "$0")/.."
 
 for tool in wrk nginx haproxy python3; do
@@ -136,7 +137,10 @@ TARGETS="direct:$UP lastcall:$LC haproxy:$HA nginx:$NG"
 for t in $TARGETS; do wrk -t2 -c"$CONNS" -d2s "http://127.0.0.1:${t#*:}/" >/dev/null; done
 
 for r in $(seq "$ROUNDS"); do
-    for t in $TARGETS; do
+    # Rotate the order every round, so no target always follows the same one.
+    read -ra all <<<"$TARGETS"
+    k=$(( (r - 1) % ${#all[@]} ))
+    for t in "${all[@]:k}" "${all[@]:0:k}"; do
         name=${t%%:*}
         echo "$name $(measure "${t#*:}")" >>"$TMP/results"
         echo "round $r: $name $(tail -1 "$TMP/results" | cut -d' ' -f2-)" >&2
