@@ -17,9 +17,12 @@ pub enum Command {
     /// Run COMMAND as PID 1: reap, forward signals, drain and stop it within the deadline.
     Run(Box<run::RunArgs>),
     /// Rehearse a container stop under load behind a simulated load balancer.
-    Drill(drill::DrillArgs),
+    Drill(Box<drill::DrillArgs>),
     /// Audit Dockerfiles, ECS, CloudFormation, compose and k8s files for shutdown mistakes.
     Check(check::CheckArgs),
+    /// The drill's built-in demo app: HTTP with some latency, exits at once on SIGTERM.
+    #[command(hide = true)]
+    DemoApp(drill::demo::DemoArgs),
 }
 
 /// Parse the command line and run; returns the process exit code.
@@ -30,8 +33,9 @@ pub fn main() -> i32 {
     };
     match cli.command {
         Command::Run(args) => run::run(*args),
-        Command::Drill(args) => drill::run(args),
+        Command::Drill(args) => drill::run(*args),
         Command::Check(args) => check::run(args),
+        Command::DemoApp(args) => drill::demo::run(args),
     }
 }
 
@@ -56,7 +60,7 @@ fn clap_error(e: &clap::Error) -> i32 {
 }
 
 /// clap's message without its "error:" prefix, usage block and hint, on one line.
-fn one_line(rendered: &str) -> String {
+pub fn one_line(rendered: &str) -> String {
     let mut out = String::new();
     for line in rendered.lines() {
         let line = line.trim();
