@@ -142,16 +142,11 @@ pub fn run(args: RunArgs) -> i32 {
     {
         tracing::warn!("cannot become a child subreaper ({e}): orphans will not be reaped");
     }
-    let runtime = if args.proxy.listen.is_some() {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-    } else {
-        // Without the data path, one thread is all a supervisor needs (and the RSS stays small).
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    };
+    // One thread is all the supervisor, health and admin endpoints need (and the RSS stays
+    // small); the proxy runs its own single-threaded runtime per CPU.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
     let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
