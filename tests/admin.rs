@@ -25,7 +25,7 @@ fn status_shows_the_phase_and_the_timeline() {
     assert_eq!(v["in_flight"], 0);
     assert_eq!(v["stop_reason"], serde_json::Value::Null);
     assert_eq!(v["deadline_in_seconds"], serde_json::Value::Null);
-    // The defaults of a 30 s stop timeout with a proxy: see docs/proxy.md.
+    // The defaults of a 30 s stop timeout with a proxy: see the worked timeline in README.md.
     assert_eq!(v["stop_timeout_seconds"], 30.0);
     assert_eq!(v["unready_cap_seconds"], 16.0);
     assert_eq!(v["closing_cap_seconds"], 8.0);

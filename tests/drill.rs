@@ -342,11 +342,10 @@ fn an_app_that_ignores_sigterm_is_killed_and_fails_the_drill() {
     assert!(r.stdout.contains("needed SIGKILL"), "{}", r.stdout);
 }
 
-/// The documented JSON shape, read from docs/drill.md so the docs and the test agree.
+/// The documented JSON shape, read from the README so the docs and the test agree.
 fn documented_fields() -> Vec<(String, String)> {
-    let doc =
-        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/drill.md"))
-            .unwrap();
+    let doc = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .unwrap();
     let start = doc.find("<!-- json-schema:start -->").unwrap();
     let end = doc.find("<!-- json-schema:end -->").unwrap();
     doc[start..end]
@@ -369,7 +368,7 @@ fn check_type(path: &str, v: &Value, ty: &str) {
         "object" => v.is_object(),
         "string or null" => v.is_string() || v.is_null(),
         "integer or null" => v.is_u64() || v.is_i64() || v.is_null(),
-        other => panic!("docs/drill.md uses an unknown type `{other}` for {path}"),
+        other => panic!("the README uses an unknown type `{other}` for {path}"),
     };
     assert!(ok, "{path} should be {ty}, is {v}");
 }
@@ -417,7 +416,7 @@ fn the_json_has_the_documented_shape_and_the_svg_is_well_formed() {
     let fields = documented_fields();
     assert!(
         fields.len() > 20,
-        "the schema table in docs/drill.md is missing"
+        "the JSON schema table in README.md is missing"
     );
     for (path, ty) in &fields {
         let found = values_at(doc, path);

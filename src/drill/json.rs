@@ -1,5 +1,5 @@
 //! `--json FILE`: the drill's full record, for CI and for people who want to look closer.
-//! The shape is documented in docs/drill.md ("JSON record") and checked by a test; fields
+//! The shape is documented in README.md (`lastcall drill`, "The report, the chart, the JSON") and checked by a test; fields
 //! are only ever added, never renamed.
 
 use serde::Serialize;

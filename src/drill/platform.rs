@@ -1,5 +1,5 @@
 //! Stop choreographies: the order and timing in which ECS, Kubernetes and Fargate Spot stop
-//! a task, with each platform's documented defaults (see docs/drill.md for the sources),
+//! a task, with each platform's documented defaults (see the platform table in README.md for the sources),
 //! and the real-world causes of loss that documentation leaves out but field reports show.
 //!
 //! | platform | what happens at the stop |
