@@ -42,14 +42,7 @@ pub async fn start(addr: SocketAddr, drain: &Drain) -> std::io::Result<()> {
 
 async fn serve(listener: TcpListener, drain: Drain) {
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                tracing::warn!("admin accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let (stream, peer) = crate::net::accept(&listener, "admin").await;
         let drain = drain.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {

@@ -81,16 +81,7 @@ pub async fn answer(drain: &Drain, peer: SocketAddr, check: &HealthCheck) -> Res
 pub async fn serve(listener: TcpListener, path: String, drain: Drain, check: HealthCheck) {
     let shared = Arc::new((path, drain, check));
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!("health listener accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+        let (stream, peer) = crate::net::accept(&listener, "health listener").await;
         let shared = shared.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {

@@ -16,7 +16,7 @@
 //! - [`drill`]: `lastcall drill`, a rehearsed stop under load behind a simulated LB.
 //! - [`check`]: `lastcall check`, a linter for shutdown mistakes in deployment files.
 //! - [`sys`]: the only `unsafe` code (what runs between fork and exec).
-//! - [`duration`], [`addr`], [`log`], [`cli`]: plumbing.
+//! - [`duration`], [`addr`], [`net`], [`log`], [`cli`]: plumbing.
 
 pub mod addr;
 pub mod admin;
@@ -28,6 +28,7 @@ pub mod drill;
 pub mod duration;
 pub mod health;
 pub mod log;
+pub mod net;
 pub mod proxy;
 pub mod run;
 pub mod supervise;

@@ -13,7 +13,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hyper::Request;
 use hyper::body::Incoming;
@@ -39,16 +38,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         .max_buf_size(MAX_HEADER_BYTES);
     let builder = Arc::new(builder);
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning, and keep accepting.
-                tracing::warn!("proxy accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+        let (stream, peer) = crate::net::accept(&listener, "proxy").await;
         tokio::spawn(serve(stream, peer, shared.clone(), builder.clone()));
     }
 }
