@@ -109,29 +109,39 @@ fn unready_answers_503_at_once_and_ends_after_the_threshold_from_every_prober() 
     );
 }
 
-#[test]
-fn while_serving_the_apps_own_health_answer_passes_through() {
-    let dir = support::tempdir();
-    let status_file = dir.path().join("status");
-    let app_port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+/// lastcall with a health endpoint that asks the app at `app_port`; returns it and the
+/// health endpoint's address.
+fn with_app_health(app_port: u16, app: &[&str]) -> (Lastcall, SocketAddr) {
     let upstream = format!("http://127.0.0.1:{app_port}/health");
-    let mut lc = Lastcall::start(&[
+    let mut args = vec![
         "run",
         "--health-listen",
         "127.0.0.1:0",
         "--health-upstream",
         &upstream,
-        "--",
-        "python3",
-        HEALTH_APP,
-        &app_port.to_string(),
-        status_file.to_str().unwrap(),
-    ]);
+    ];
+    args.extend(["--stop-timeout", "5s", "--"]);
+    args.extend(app);
+    let lc = Lastcall::start(&args);
     let addr =
         support::health_addr(&lc.wait_for_log("health endpoint on", Duration::from_secs(10)));
+    (lc, addr)
+}
+
+#[test]
+fn while_serving_the_apps_own_health_answer_passes_through() {
+    let dir = support::tempdir();
+    let status_file = dir.path().join("status");
+    let app_port = support::free_port();
+    let (mut lc, addr) = with_app_health(
+        app_port,
+        &[
+            "python3",
+            HEALTH_APP,
+            &app_port.to_string(),
+            status_file.to_str().unwrap(),
+        ],
+    );
     lc.wait_for_log("listening", Duration::from_secs(10));
     for (app_says, we_say) in [(200, 200), (500, 500), (204, 204)] {
         std::fs::write(&status_file, app_says.to_string()).unwrap();
@@ -145,25 +155,7 @@ fn while_serving_the_apps_own_health_answer_passes_through() {
 
 #[test]
 fn an_app_that_is_down_is_unhealthy() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let upstream = format!("http://127.0.0.1:{port}/health");
-    let mut lc = Lastcall::start(&[
-        "run",
-        "--health-listen",
-        "127.0.0.1:0",
-        "--health-upstream",
-        &upstream,
-        "--stop-timeout",
-        "2s",
-        "--",
-        "sleep",
-        "30",
-    ]);
-    let addr =
-        support::health_addr(&lc.wait_for_log("health endpoint on", Duration::from_secs(10)));
+    let (mut lc, addr) = with_app_health(support::free_port(), &["sleep", "30"]);
     assert_eq!(probe(1, addr), 503);
     lc.signal(Signal::SIGTERM);
     lc.wait(Duration::from_secs(10));

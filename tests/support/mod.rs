@@ -221,6 +221,15 @@ pub fn children_of(pid: i32) -> Vec<i32> {
     out
 }
 
+/// A port that was free a moment ago on 127.0.0.1, for an app that must be told its port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A temporary directory for one test, removed when dropped.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
