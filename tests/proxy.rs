@@ -386,6 +386,33 @@ async fn h2c_connections_get_goaway_and_finish_their_streams() {
 }
 
 #[test]
+fn a_get_the_app_closes_its_idle_connection_under_is_sent_again_a_post_is_not() {
+    let lc = Lastcall::start(&[]);
+    let mut c = Conn::open(lc.proxy).unwrap();
+    assert_eq!(c.get("/close-reused").unwrap().status, 200);
+    // The upstream connection now idles, as before an app's keep-alive timeout fires;
+    // the next request on it is closed under, unanswered.
+    std::thread::sleep(Duration::from_millis(300));
+    let r = c.get("/close-reused").unwrap();
+    assert_eq!(
+        (r.status, r.body_text().as_str()),
+        (200, "first on this connection\n"),
+        "{}",
+        lc.log_text()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let r = c
+        .request("POST", "/close-reused", &[], b"not safe to repeat")
+        .unwrap();
+    assert_eq!(r.status, 502, "a POST must not be sent twice");
+    assert!(
+        lc.log_text().contains("502 for POST /close-reused"),
+        "{}",
+        lc.log_text()
+    );
+}
+
+#[test]
 fn bad_requests_get_400_and_431_never_a_crash() {
     let lc = Lastcall::start(&[]);
     use std::io::Write;

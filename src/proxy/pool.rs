@@ -18,6 +18,13 @@
 //!   written into a connection the app is closing is a 502.
 //! - A request that hyper hands back unsent (the connection turned out to be closed) is
 //!   retried on another connection.
+//! - The keep-alive race: the app may close a connection that sat idle (its keep-alive
+//!   timeout) at the moment a request goes out on it; the request is then sent, but the
+//!   connection ends before any response. A request that is safe to repeat — GET, HEAD or
+//!   OPTIONS without a body — sent on a connection that was idle for at least
+//!   [`REPLAY_AFTER`] is sent once more on a fresh connection, as the RFC 9110 allows for
+//!   idempotent requests, instead of becoming a 502. Hot connections skip the copy this
+//!   needs: no app's idle timer fires within [`REPLAY_AFTER`].
 //! - Upgrades (WebSocket) get a fresh connection run as a task of its own, because the
 //!   upgraded bytes outlive the request.
 
@@ -28,9 +35,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::body::Incoming;
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1;
-use hyper::{Request, Response};
+use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -39,9 +47,62 @@ use tokio::time::Instant;
 const IDLE: Duration = Duration::from_secs(4);
 /// More idle connections than this are closed instead of kept.
 const MAX_IDLE: usize = 512;
+/// A request on a connection idle at least this long keeps a copy of its head, to be sent
+/// again if the app closed the connection under it (see the module docs).
+const REPLAY_AFTER: Duration = Duration::from_millis(100);
 
-type Sender = http1::SendRequest<Incoming>;
-type Driver = http1::Connection<TokioIo<TcpStream>, Incoming>;
+type Sender = http1::SendRequest<UpBody>;
+type Driver = http1::Connection<TokioIo<TcpStream>, UpBody>;
+
+/// The body of a request to the app: the client's, streamed, or none for a replayed head.
+#[derive(Debug)]
+pub(crate) enum UpBody {
+    Client(Incoming),
+    Empty,
+}
+
+impl Body for UpBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            UpBody::Client(b) => Pin::new(b).poll_frame(cx),
+            UpBody::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpBody::Client(b) => b.is_end_stream(),
+            UpBody::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpBody::Client(b) => b.size_hint(),
+            UpBody::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// A copy of a request that may be sent again: idempotent and without a body.
+fn replayable(req: &Request<UpBody>) -> Option<Request<UpBody>> {
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe || !req.body().is_end_stream() {
+        return None;
+    }
+    let mut copy = Request::new(UpBody::Empty);
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
+}
 
 /// One upstream connection: the handle that sends and the state machine that does the I/O.
 #[derive(Debug)]
@@ -92,8 +153,8 @@ impl UpConn {
     /// Send `req` and drive the connection until the response head is in.
     async fn exchange(
         &mut self,
-        req: Request<Incoming>,
-    ) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<Incoming>>> {
+        req: Request<UpBody>,
+    ) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<UpBody>>> {
         let mut sent = std::pin::pin!(self.tx.try_send_request(req));
         poll_fn(|cx| {
             // I/O first: it writes the request and reads the response head.
@@ -177,21 +238,34 @@ impl Pool {
     /// that carries its body.
     pub(crate) async fn send(
         self: &Arc<Self>,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
     ) -> Result<(Response<Incoming>, Lease), SendError> {
+        let mut req = req.map(UpBody::Client);
+        let mut replayed = false;
         loop {
-            let (mut conn, fresh) = match self.take() {
-                Some(c) => (c, false),
-                None => (self.connect().await?, true),
+            let pooled = if replayed { None } else { self.take() };
+            let (mut conn, idle) = match pooled {
+                Some(pooled) => pooled,
+                None => (self.connect().await?, None),
             };
             // A fresh connection takes its first request as it is (hyper buffers it).
-            if !fresh && !conn.ready().await {
+            if idle.is_some() && !conn.ready().await {
                 continue;
             }
+            let replay = idle
+                .filter(|idle| *idle >= REPLAY_AFTER && !replayed)
+                .and_then(|_| replayable(&req));
             match conn.exchange(req).await {
                 Ok(resp) => return Ok((resp, self.lease(conn))),
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) if !fresh => req = unsent,
+                Err(mut e) => match (e.take_message(), replay) {
+                    (Some(unsent), _) if idle.is_some() => req = unsent,
+                    (_, Some(copy)) if closed_under_us(e.error()) => {
+                        tracing::debug!(
+                            "the app closed an idle connection under a request: sending it again"
+                        );
+                        req = copy;
+                        replayed = true;
+                    }
                     _ => return Err(SendError::Http(e.into_error())),
                 },
             }
@@ -204,6 +278,7 @@ impl Pool {
         self: &Arc<Self>,
         req: Request<Incoming>,
     ) -> Result<(Response<Incoming>, Lease), SendError> {
+        let req = req.map(UpBody::Client);
         let stream = self.dial().await?;
         let (mut tx, io) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
@@ -232,11 +307,13 @@ impl Pool {
         }
     }
 
-    fn take(&self) -> Option<Box<UpConn>> {
+    /// The most recently used connection that may still be reused, and how long it idled.
+    fn take(&self) -> Option<(Box<UpConn>, Option<Duration>)> {
         let mut idle = self.lock();
         while let Some(c) = idle.pop() {
-            if !c.conn.is_closed() && c.since.elapsed() < IDLE {
-                return Some(c.conn);
+            let age = c.since.elapsed();
+            if !c.conn.is_closed() && age < IDLE {
+                return Some((c.conn, Some(age)));
             }
         }
         None
@@ -299,4 +376,22 @@ impl Pool {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// Did the connection end under a request before any response came (the app closed it)?
+fn closed_under_us(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() {
+        return true;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        source = err.source();
+    }
+    false
 }

@@ -7,6 +7,8 @@
 #   GET  /stream?chunks=N&ms=M   N chunks of "chunk i\n", M ms apart (chunked)
 #   POST /echo              the request body back (Content-Length)
 #   GET  /ws (Upgrade)      101, then echoes raw bytes until the client closes
+#   GET|POST /close-reused  200 as the first request of a connection; as a later one, the
+#                           connection is closed without an answer (the keep-alive race)
 import socketserver
 import sys
 import time
@@ -35,10 +37,23 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def closed_under_reuse(self):
+        """Count requests on this connection; close it unanswered from the second on."""
+        self.served = getattr(self, "served", 0) + 1
+        if self.served > 1:
+            n = int(self.headers.get("Content-Length", "0"))
+            self.rfile.read(n)
+            self.close_connection = True
+            return True
+        return False
+
     def do_GET(self):
         url = urlparse(self.path)
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
-        if url.path == "/health":
+        if url.path == "/close-reused":
+            if not self.closed_under_reuse():
+                self.send_text(200, "first on this connection\n")
+        elif url.path == "/health":
             self.send_text(200, "ok\n")
         elif url.path == "/hello":
             self.send_text(200, f"hello from {NAME}\n")
@@ -76,6 +91,11 @@ class Handler(BaseHTTPRequestHandler):
             self.send_text(404, "not found\n")
 
     def do_POST(self):
+        if self.path == "/close-reused":
+            if not self.closed_under_reuse():
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                self.send_text(200, "first on this connection\n")
+            return
         n = int(self.headers.get("Content-Length", "0"))
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
