@@ -36,7 +36,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use http_body_util::{Either, Empty};
+use hyper::body::{Body, Incoming};
 use hyper::client::conn::http1;
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
@@ -54,41 +55,9 @@ const REPLAY_AFTER: Duration = Duration::from_millis(100);
 type Sender = http1::SendRequest<UpBody>;
 type Driver = http1::Connection<TokioIo<TcpStream>, UpBody>;
 
-/// The body of a request to the app: the client's, streamed, or none for a replayed head.
-#[derive(Debug)]
-pub(crate) enum UpBody {
-    Client(Incoming),
-    Empty,
-}
-
-impl Body for UpBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            UpBody::Client(b) => Pin::new(b).poll_frame(cx),
-            UpBody::Empty => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            UpBody::Client(b) => b.is_end_stream(),
-            UpBody::Empty => true,
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            UpBody::Client(b) => b.size_hint(),
-            UpBody::Empty => SizeHint::with_exact(0),
-        }
-    }
-}
+/// The body of a request to the app: the client's, streamed (`Left`), or none for a
+/// replayed head (`Right`).
+pub(crate) type UpBody = Either<Incoming, Empty<Bytes>>;
 
 /// A copy of a request that may be sent again: idempotent and without a body.
 fn replayable(req: &Request<UpBody>) -> Option<Request<UpBody>> {
@@ -96,7 +65,7 @@ fn replayable(req: &Request<UpBody>) -> Option<Request<UpBody>> {
     if !safe || !req.body().is_end_stream() {
         return None;
     }
-    let mut copy = Request::new(UpBody::Empty);
+    let mut copy = Request::new(UpBody::Right(Empty::new()));
     *copy.method_mut() = req.method().clone();
     *copy.uri_mut() = req.uri().clone();
     *copy.version_mut() = req.version();
@@ -240,7 +209,7 @@ impl Pool {
         self: &Arc<Self>,
         req: Request<Incoming>,
     ) -> Result<(Response<Incoming>, Lease), SendError> {
-        let mut req = req.map(UpBody::Client);
+        let mut req = req.map(UpBody::Left);
         let mut replayed = false;
         loop {
             let pooled = if replayed { None } else { self.take() };
@@ -278,7 +247,7 @@ impl Pool {
         self: &Arc<Self>,
         req: Request<Incoming>,
     ) -> Result<(Response<Incoming>, Lease), SendError> {
-        let req = req.map(UpBody::Client);
+        let req = req.map(UpBody::Left);
         let stream = self.dial().await?;
         let (mut tx, io) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
