@@ -45,20 +45,33 @@ impl HealthCheck {
         }
     }
 
-    /// Ask the app; any failure counts as unhealthy (503) rather than an error.
-    async fn ask_app(&self) -> StatusCode {
+    /// The app's health check URL, if there is one to ask.
+    pub fn upstream(&self) -> Option<&Uri> {
+        self.upstream.as_ref()
+    }
+
+    /// The app's own answer (200 without a health check), or why there was none.
+    pub async fn ask(&self) -> Result<StatusCode, String> {
         let Some(uri) = &self.upstream else {
-            return StatusCode::OK;
+            return Ok(StatusCode::OK);
         };
         let req = self.client.get(uri.clone());
         match tokio::time::timeout(UPSTREAM_TIMEOUT, req).await {
-            Ok(Ok(resp)) => resp.status(),
-            Ok(Err(e)) => {
-                tracing::debug!("app health check failed: {e}");
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Ok(Ok(resp)) => Ok(resp.status()),
+            Ok(Err(e)) => Err(format!("{uri}: {e}")),
+            Err(_) => Err(format!(
+                "{uri}: no answer within {}",
+                crate::duration::fmt(UPSTREAM_TIMEOUT)
+            )),
         }
+    }
+
+    /// Ask the app; any failure counts as unhealthy (503) rather than an error.
+    async fn ask_app(&self) -> StatusCode {
+        self.ask().await.unwrap_or_else(|why| {
+            tracing::debug!("app health check failed: {why}");
+            StatusCode::SERVICE_UNAVAILABLE
+        })
     }
 }
 

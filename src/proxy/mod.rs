@@ -137,7 +137,7 @@ pub async fn start(args: &ProxyArgs, health_path: &str, drain: &Drain) -> Result
     tokio::spawn(ready::wait(
         drain.clone(),
         upstream,
-        health_uri,
+        HealthCheck::new(health_uri),
         args.ready_timeout,
     ));
     tracing::info!("proxy listening on {local}, forwarding to {upstream}");

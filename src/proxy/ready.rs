@@ -5,26 +5,20 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Empty;
-use hyper::Uri;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::drain::{Drain, Phase};
 use crate::duration;
+use crate::health::HealthCheck;
 
 /// How often the app is asked while it starts; a start takes seconds, this is noise.
 const POLL: Duration = Duration::from_millis(100);
-/// One readiness check that takes longer than this counts as not ready.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// A TCP connect that takes longer than this counts as not ready.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub(crate) async fn wait(drain: Drain, upstream: SocketAddr, health: Option<Uri>, limit: Duration) {
-    let client: Client<HttpConnector, Empty<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+/// `health` is the app's own health check, the same one health probes pass through.
+pub(crate) async fn wait(drain: Drain, upstream: SocketAddr, health: HealthCheck, limit: Duration) {
     let deadline = Instant::now() + limit;
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -33,26 +27,25 @@ pub(crate) async fn wait(drain: Drain, upstream: SocketAddr, health: Option<Uri>
         if drain.phase() != Phase::Starting {
             return;
         }
-        let check = async {
-            match &health {
-                Some(uri) => match client.get(uri.clone()).await {
-                    Ok(resp) if resp.status().is_success() => Ok(()),
-                    Ok(resp) => Err(format!("{uri} answered {}", resp.status())),
-                    Err(e) => Err(format!("{uri}: {e}")),
-                },
-                None => TcpStream::connect(upstream)
-                    .await
-                    .map(drop)
-                    .map_err(|e| format!("connect to {upstream}: {e}")),
+        let last = if let Some(uri) = health.upstream() {
+            match health.ask().await {
+                Ok(status) if status.is_success() => None,
+                Ok(status) => Some(format!("{uri} answered {status}")),
+                Err(why) => Some(why),
+            }
+        } else {
+            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream)).await {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(format!("connect to {upstream}: {e}")),
+                Err(_) => Some(format!(
+                    "connect to {upstream}: no answer within {}",
+                    duration::fmt(CONNECT_TIMEOUT)
+                )),
             }
         };
-        let last = match tokio::time::timeout(CHECK_TIMEOUT, check).await {
-            Ok(Ok(())) => {
-                drain.mark_ready();
-                return;
-            }
-            Ok(Err(why)) => why,
-            Err(_) => format!("no answer within {}", duration::fmt(CHECK_TIMEOUT)),
+        let Some(last) = last else {
+            drain.mark_ready();
+            return;
         };
         if Instant::now() >= deadline {
             tracing::error!(
