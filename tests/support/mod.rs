@@ -45,6 +45,7 @@ pub fn pid_namespaces() -> bool {
 pub struct Lastcall {
     pub child: Child,
     log: Arc<Mutex<String>>,
+    readers: Vec<thread::JoinHandle<()>>,
     in_namespace: bool,
     pub started: Instant,
 }
@@ -95,6 +96,7 @@ impl Lastcall {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start lastcall");
         let log = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
         for stream in [
             child
                 .stderr
@@ -109,17 +111,18 @@ impl Lastcall {
         .flatten()
         {
             let log = log.clone();
-            thread::spawn(move || {
+            readers.push(thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     let mut l = log.lock().unwrap();
                     l.push_str(&line);
                     l.push('\n');
                 }
-            });
+            }));
         }
         Lastcall {
             child,
             log,
+            readers,
             in_namespace,
             started: Instant::now(),
         }
@@ -165,8 +168,12 @@ impl Lastcall {
         let end = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the reader threads drain the last lines.
-                thread::sleep(Duration::from_millis(50));
+                // The last lines are in once the readers reach end of file (every
+                // process holding the pipes is gone); a leftover that still holds them
+                // must not hang the test, so this wait is bounded.
+                wait_until(Duration::from_secs(5), || {
+                    self.readers.iter().all(thread::JoinHandle::is_finished)
+                });
                 return status;
             }
             if Instant::now() >= end {
