@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -74,6 +74,13 @@ impl Phase {
 
     fn index(self) -> usize {
         self as usize
+    }
+
+    fn from_index(i: u8) -> Phase {
+        Phase::ALL
+            .get(usize::from(i))
+            .copied()
+            .unwrap_or(Phase::Exited)
     }
 }
 
@@ -156,6 +163,10 @@ struct Inner {
     budget: Budget,
     opts: DrainOptions,
     phase: watch::Sender<Phase>,
+    /// The phase again, for readers on the request path: a load of a byte that changes a
+    /// handful of times per process, where the watch channel's borrow takes a lock that
+    /// every proxy thread would contend on.
+    now: AtomicU8,
     clock: OnceLock<StopClock>,
     stop_reason: OnceLock<String>,
     stop_requested: Notify,
@@ -183,7 +194,7 @@ pub struct InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if self.drain.inner.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.drain.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.drain.inner.idle.notify_waiters();
         }
     }
@@ -204,6 +215,7 @@ impl Drain {
                 budget,
                 opts,
                 phase,
+                now: AtomicU8::new(first as u8),
                 clock: OnceLock::new(),
                 stop_reason: OnceLock::new(),
                 stop_requested: Notify::new(),
@@ -220,7 +232,9 @@ impl Drain {
     }
 
     pub fn phase(&self) -> Phase {
-        *self.inner.phase.borrow()
+        // SeqCst pairs with the store in `enter` and the in-flight count: see
+        // `start_request`.
+        Phase::from_index(self.inner.now.load(Ordering::SeqCst))
     }
 
     /// Follow phase changes (the proxy closes connections on `closing`).
@@ -301,6 +315,7 @@ impl Drain {
         let moved = self.inner.phase.send_if_modified(|p| {
             if next > *p {
                 *p = next;
+                self.inner.now.store(next as u8, Ordering::SeqCst);
                 true
             } else {
                 false
@@ -339,16 +354,24 @@ impl Drain {
     }
 
     /// Count a request in flight until the returned guard is dropped.
+    ///
+    /// The caller reads the phase *after* this: the count and the phase are both SeqCst,
+    /// so either closing sees this request in flight and waits for it, or the request sees
+    /// closing and is refused.
     pub fn start_request(&self) -> InFlight {
-        self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.lock().last_request = Some(Instant::now());
+        self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
+        // Arrival times only matter once a stop began (quiet period, settling); before
+        // that, the request path takes no lock and reads no clock.
+        if self.inner.clock.get().is_some() {
+            self.lock().last_request = Some(Instant::now());
+        }
         InFlight {
             drain: self.clone(),
         }
     }
 
     pub fn in_flight(&self) -> usize {
-        self.inner.in_flight.load(Ordering::Acquire)
+        self.inner.in_flight.load(Ordering::SeqCst)
     }
 
     /// Wait until nothing is in flight.
