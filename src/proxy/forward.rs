@@ -140,9 +140,9 @@ impl Upstream {
         append_xff(headers, xff);
         // Kept when present: the load balancer in front knows the client's scheme
         // (https), and apps compare this header to one value, so appending would break them.
-        if !headers.contains_key(&X_FORWARDED_PROTO) {
-            headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-        }
+        headers
+            .entry(&X_FORWARDED_PROTO)
+            .or_insert_with(|| HeaderValue::from_static("http"));
         path
     }
 }
@@ -159,17 +159,18 @@ pub(crate) fn local(status: StatusCode, body: &'static str) -> Response<ProxyBod
 }
 
 fn append_xff(headers: &mut HeaderMap, peer: &HeaderValue) {
-    match headers.get(&X_FORWARDED_FOR) {
-        None => {
-            headers.insert(X_FORWARDED_FOR.clone(), peer.clone());
+    match headers.entry(&X_FORWARDED_FOR) {
+        header::Entry::Vacant(slot) => {
+            slot.insert(peer.clone());
         }
-        Some(prev) => {
+        header::Entry::Occupied(mut slot) => {
+            let prev = slot.get();
             let mut joined = Vec::with_capacity(prev.len() + 2 + peer.len());
             joined.extend_from_slice(prev.as_bytes());
             joined.extend_from_slice(b", ");
             joined.extend_from_slice(peer.as_bytes());
             if let Ok(v) = HeaderValue::from_bytes(&joined) {
-                headers.insert(X_FORWARDED_FOR.clone(), v);
+                slot.insert(v);
             }
         }
     }
@@ -178,6 +179,11 @@ fn append_xff(headers: &mut HeaderMap, peer: &HeaderValue) {
 /// Remove the headers that describe one connection, not the message (RFC 9110 7.6.1),
 /// including any the `Connection` header names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the names instead of ten hashed removals: most messages carry none of
+    // these, or only `Connection`, and this runs twice per proxied request.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     strip_named_by_connection(headers);
     headers.remove(header::CONNECTION);
     headers.remove(header::UPGRADE);
@@ -188,6 +194,18 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 fn strip_for_upgrade(headers: &mut HeaderMap) {
     strip_common(headers);
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    *name == header::CONNECTION
+        || *name == header::UPGRADE
+        || *name == KEEP_ALIVE
+        || *name == PROXY_CONNECTION
+        || *name == header::PROXY_AUTHENTICATE
+        || *name == header::PROXY_AUTHORIZATION
+        || *name == header::TE
+        || *name == header::TRAILER
+        || *name == header::TRANSFER_ENCODING
 }
 
 fn strip_common(headers: &mut HeaderMap) {
