@@ -146,10 +146,63 @@ const PROBER_MEMORY: Duration = Duration::from_secs(60);
 const SETTLE: Duration = Duration::from_millis(250);
 const SETTLE_MAX: Duration = Duration::from_secs(1);
 
+/// A prober that checked at a steady rhythm and then missed this many of its probes has
+/// stopped checking this target: the load balancer took it out of its health checks.
+const SILENT_INTERVALS: u32 = 3;
+/// ... and at least this long: two probes close together (a person with curl, a prober's
+/// retry) say nothing about a rhythm. Real intervals are 1 s (Kubernetes' minimum), 2 s
+/// (HAProxy's default), 5–300 s (ALB).
+const SILENT_MIN: Duration = Duration::from_secs(3);
+
 #[derive(Debug, Default)]
 struct Prober {
     last_seen: Option<Instant>,
+    /// The gap between its last two probes: how often it checks.
+    interval: Option<Duration>,
     failed_in_a_row: u32,
+}
+
+impl Prober {
+    /// From when a missing probe means this prober stopped checking; `None` while its
+    /// rhythm is unknown (a single probe).
+    fn silent_from(&self) -> Option<Instant> {
+        let (last, interval) = (self.last_seen?, self.interval?);
+        Some(last + (interval * SILENT_INTERVALS).max(SILENT_MIN))
+    }
+
+    /// Still checking this target: seen lately, and not past its rhythm.
+    fn active(&self, now: Instant) -> bool {
+        self.last_seen
+            .is_some_and(|t| now.duration_since(t) < PROBER_MEMORY)
+            && self.silent_from().is_none_or(|s| now < s)
+    }
+
+    /// When `active` may turn false without another probe.
+    fn expires(&self) -> Option<Instant> {
+        let memory = self.last_seen? + PROBER_MEMORY;
+        Some(self.silent_from().map_or(memory, |s| s.min(memory)))
+    }
+}
+
+/// Why the load balancer is known to have let go of this target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LetGo {
+    /// Every prober still checking has seen the unhealthy threshold of 503s.
+    Threshold,
+    /// Every prober stopped checking: the target was deregistered, as ECS does before it
+    /// sends SIGTERM, and a draining target gets no health checks.
+    Silent,
+}
+
+impl LetGo {
+    fn why(self) -> &'static str {
+        match self {
+            LetGo::Threshold => "every prober has seen the unhealthy threshold of 503s",
+            LetGo::Silent => {
+                "the load balancer stopped health-checking this target (it was deregistered)"
+            }
+        }
+    }
 }
 
 /// Handle to the one drain state machine; cheap to clone.
@@ -334,6 +387,7 @@ impl Drain {
         let now = Instant::now();
         let mut st = self.lock();
         let prober = st.probers.entry(peer).or_default();
+        prober.interval = prober.last_seen.map(|t| now.duration_since(t));
         prober.last_seen = Some(now);
         // The clock is set the instant the stop signal is read, a moment before the driver
         // task enters unready: answer 503 from that instant on.
@@ -385,20 +439,32 @@ impl Drain {
         }
     }
 
-    /// Has every load balancer node that probes us seen enough 503s to stop routing here?
-    /// Needs at least one prober: with none, nobody is there to tell.
-    fn probers_let_go(&self, now: Instant) -> bool {
+    /// Has the load balancer let go of this target? Either every prober still checking has
+    /// seen enough 503s to stop routing here, or every prober stopped checking. With no
+    /// prober ever seen, nobody is there to tell. Also returns when to look again if the
+    /// answer may change without another probe (a prober falling silent).
+    fn let_go(&self, now: Instant) -> (Option<LetGo>, Option<Instant>) {
         let threshold = self.inner.opts.unhealthy_threshold;
         let st = self.lock();
-        let mut recent = st
-            .probers
-            .values()
-            .filter(|p| {
-                p.last_seen
-                    .is_some_and(|t| now.duration_since(t) < PROBER_MEMORY)
-            })
-            .peekable();
-        recent.peek().is_some() && recent.all(|p| p.failed_in_a_row >= threshold)
+        let (mut active, mut failed, mut rhythm) = (false, true, false);
+        let mut recheck: Option<Instant> = None;
+        for p in st.probers.values() {
+            rhythm |= p.interval.is_some();
+            if p.active(now) {
+                active = true;
+                failed &= p.failed_in_a_row >= threshold;
+                recheck = match (recheck, p.expires()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+        }
+        match (active, failed, rhythm) {
+            (true, true, _) => (Some(LetGo::Threshold), None),
+            (true, false, _) => (None, recheck),
+            (false, _, true) => (Some(LetGo::Silent), None),
+            (false, _, false) => (None, None),
+        }
     }
 
     /// When the probers have let go, the load balancer may still have requests on the way
@@ -436,12 +502,16 @@ impl Drain {
                 let woken = self.inner.activity.notified();
                 let now = Instant::now();
                 let mut wake = cap;
-                if self.probers_let_go(now) {
-                    let settled = self.settled_at(*let_go.get_or_insert(now));
-                    if now >= settled {
-                        break "every prober has seen the unhealthy threshold of 503s";
+                match self.let_go(now) {
+                    (Some(how), _) => {
+                        let settled = self.settled_at(*let_go.get_or_insert(now));
+                        if now >= settled {
+                            break how.why();
+                        }
+                        wake = wake.min(settled);
                     }
-                    wake = wake.min(settled);
+                    (None, Some(recheck)) => wake = wake.min(recheck),
+                    (None, None) => {}
                 }
                 if now >= cap {
                     break "unready reached its cap (deregistration delay)";
@@ -562,6 +632,38 @@ mod tests {
         assert_eq!(d.phase(), Phase::Stopping);
         assert_eq!(began.elapsed(), Duration::from_millis(400));
         driver.await.unwrap();
+    }
+
+    /// ECS deregisters the target, the ALB stops checking it, and SIGTERM comes after
+    /// the deregistration delay: a prober that fell silent has let go.
+    #[tokio::test(start_paused = true)]
+    async fn unready_ends_when_every_prober_fell_silent() {
+        let cap = drain(true, false, None).budget().unready_cap;
+        let s = Duration::from_secs;
+        // (probe times, stop time, how long unready lasts, why it ended)
+        let table: [(&[u64], u64, Duration, &str); 5] = [
+            // every 2 s, then silent: 3 missed probes after the last one, at 10 s
+            (&[0, 2, 4], 20, s(0), "silent before the stop"),
+            (&[0, 2, 4], 5, s(5), "falls silent during unready"),
+            // a single probe shows no rhythm: nothing is known, the cap holds
+            (&[0], 20, cap, "one probe"),
+            // an interval longer than a minute's memory: forgotten, not silent
+            (&[0, 30], 31, cap, "slow prober"),
+            // probes close together are no rhythm shorter than SILENT_MIN
+            (&[0, 0], 1, s(2), "3 s floor"),
+        ];
+        for (probes, stop, lasts, case) in table {
+            let d = drain(true, false, None);
+            let t0 = Instant::now();
+            for at in probes {
+                tokio::time::sleep_until(t0 + s(*at)).await;
+                d.probe(ip(1));
+            }
+            tokio::time::sleep_until(t0 + s(stop)).await;
+            d.request_stop("SIGTERM");
+            d.drive().await;
+            assert_eq!(d.clock().unwrap().since(), lasts, "{case}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

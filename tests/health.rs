@@ -109,6 +109,56 @@ fn unready_answers_503_at_once_and_ends_after_the_threshold_from_every_prober() 
     );
 }
 
+/// ECS's normal path: ECS deregisters the task, the ALB stops health-checking it, and
+/// SIGTERM comes after the deregistration delay. No 503 probe will ever come; the prober's
+/// silence is the sign that it let go, so the stop does not sit out the unready cap (16 s
+/// of a 30 s stop timeout).
+#[test]
+fn a_prober_that_stopped_probing_has_let_go() {
+    let dir = support::tempdir();
+    let rec = dir.path().join("rec");
+    let mut lc = Lastcall::start(&[
+        "run",
+        "--health-listen",
+        "127.0.0.1:0",
+        "--stop-timeout",
+        "30s",
+        "--",
+        "python3",
+        RECORDER,
+        rec.to_str().unwrap(),
+    ]);
+    let addr =
+        support::health_addr(&lc.wait_for_log("health endpoint on", Duration::from_secs(10)));
+    assert!(wait_until(Duration::from_secs(10), || got(&rec, "ready")));
+    // A steady rhythm of checks, then none: 3 missed probes, and at least 3 s.
+    for _ in 0..3 {
+        assert_eq!(probe(1, addr), 200);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let last_probe = Instant::now();
+    lc.signal(Signal::SIGTERM);
+    assert!(
+        wait_until(Duration::from_secs(12), || got(&rec, "SIGTERM")),
+        "the app got no TERM before the unready cap\n{}",
+        lc.log()
+    );
+    let waited = last_probe.elapsed();
+    assert!(
+        waited >= Duration::from_millis(2500),
+        "unready ended {waited:?} after the last probe, before the prober fell silent\n{}",
+        lc.log()
+    );
+    assert_eq!(lc.wait(Duration::from_secs(10)).code(), Some(0));
+    assert!(
+        lc.log().contains(
+            "unready ends: the load balancer stopped health-checking this target (it was deregistered)"
+        ),
+        "{}",
+        lc.log()
+    );
+}
+
 /// lastcall with a health endpoint that asks the app at `app_port`; returns it and the
 /// health endpoint's address.
 fn with_app_health(app_port: u16, app: &[&str]) -> (Lastcall, SocketAddr) {
