@@ -8,7 +8,8 @@
 //! - [`budget`]: the stop timeline — stop timeout, kill margin, phase caps, signal plan.
 //!   One model shared by `run` (its deadlines), `drill` and `check` (what they check).
 //! - [`drain`]: the phase machine (starting → serving → unready → closing → stopping →
-//!   exited) that everything serving traffic consults.
+//!   exited) that everything serving traffic consults; `drain::probers` decides when the
+//!   load balancer has let go.
 //! - [`supervise`]: PID 1 duties — spawn, reap, forward signals, run the plan, escalate.
 //! - [`health`]: the health endpoint that turns 503 when a stop begins.
 //! - [`proxy`] and [`admin`]: the HTTP drain proxy and its admin API.

@@ -15,7 +15,8 @@
 //! of keeping its own notion of "shutting down", so the health answer, the proxy's 503s and
 //! the log line about them can never disagree.
 
-use std::collections::HashMap;
+mod probers;
+
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -25,6 +26,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
+use self::probers::Probers;
 use crate::budget::Budget;
 use crate::duration;
 
@@ -137,73 +139,10 @@ pub enum ProbeAnswer {
     Fail,
 }
 
-/// A prober is forgotten when it has not probed for this long: the load balancer node is
-/// gone, and waiting for it would only hold the drain until its cap.
-const PROBER_MEMORY: Duration = Duration::from_secs(60);
-
 /// See [`Drain::settled_at`]: measured with HAProxy under load, the last requests arrive
 /// within a few milliseconds of the last 503 probe; this leaves ample room.
 const SETTLE: Duration = Duration::from_millis(250);
 const SETTLE_MAX: Duration = Duration::from_secs(1);
-
-/// A prober that checked at a steady rhythm and then missed this many of its probes has
-/// stopped checking this target: the load balancer took it out of its health checks.
-const SILENT_INTERVALS: u32 = 3;
-/// ... and at least this long: two probes close together (a person with curl, a prober's
-/// retry) say nothing about a rhythm. Real intervals are 1 s (Kubernetes' minimum), 2 s
-/// (HAProxy's default), 5–300 s (ALB).
-const SILENT_MIN: Duration = Duration::from_secs(3);
-
-#[derive(Debug, Default)]
-struct Prober {
-    last_seen: Option<Instant>,
-    /// The gap between its last two probes: how often it checks.
-    interval: Option<Duration>,
-    failed_in_a_row: u32,
-}
-
-impl Prober {
-    /// From when a missing probe means this prober stopped checking; `None` while its
-    /// rhythm is unknown (a single probe).
-    fn silent_from(&self) -> Option<Instant> {
-        let (last, interval) = (self.last_seen?, self.interval?);
-        Some(last + (interval * SILENT_INTERVALS).max(SILENT_MIN))
-    }
-
-    /// Still checking this target: seen lately, and not past its rhythm.
-    fn active(&self, now: Instant) -> bool {
-        self.last_seen
-            .is_some_and(|t| now.duration_since(t) < PROBER_MEMORY)
-            && self.silent_from().is_none_or(|s| now < s)
-    }
-
-    /// When `active` may turn false without another probe.
-    fn expires(&self) -> Option<Instant> {
-        let memory = self.last_seen? + PROBER_MEMORY;
-        Some(self.silent_from().map_or(memory, |s| s.min(memory)))
-    }
-}
-
-/// Why the load balancer is known to have let go of this target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LetGo {
-    /// Every prober still checking has seen the unhealthy threshold of 503s.
-    Threshold,
-    /// Every prober stopped checking: the target was deregistered, as ECS does before it
-    /// sends SIGTERM, and a draining target gets no health checks.
-    Silent,
-}
-
-impl LetGo {
-    fn why(self) -> &'static str {
-        match self {
-            LetGo::Threshold => "every prober has seen the unhealthy threshold of 503s",
-            LetGo::Silent => {
-                "the load balancer stopped health-checking this target (it was deregistered)"
-            }
-        }
-    }
-}
 
 /// Handle to the one drain state machine; cheap to clone.
 #[derive(Debug, Clone)]
@@ -232,8 +171,7 @@ struct Inner {
 
 #[derive(Debug, Default)]
 struct Shared {
-    probers: HashMap<IpAddr, Prober>,
-    first_failed_probe: Option<Instant>,
+    probers: Probers,
     last_request: Option<Instant>,
     /// When each phase was entered, for logs and metrics.
     entered: [Option<Instant>; 6],
@@ -385,25 +323,17 @@ impl Drain {
     pub fn probe(&self, peer: IpAddr) -> ProbeAnswer {
         let phase = self.phase();
         let now = Instant::now();
-        let mut st = self.lock();
-        let prober = st.probers.entry(peer).or_default();
-        prober.interval = prober.last_seen.map(|t| now.duration_since(t));
-        prober.last_seen = Some(now);
         // The clock is set the instant the stop signal is read, a moment before the driver
         // task enters unready: answer 503 from that instant on.
-        if phase.is_stopping() || self.inner.clock.get().is_some() {
-            prober.failed_in_a_row = prober.failed_in_a_row.saturating_add(1);
-            st.first_failed_probe.get_or_insert(now);
-            drop(st);
+        let failing = phase.is_stopping() || self.inner.clock.get().is_some();
+        self.lock().probers.record(peer, now, failing);
+        if failing {
             self.inner.activity.notify_one();
             ProbeAnswer::Fail
+        } else if phase == Phase::Starting {
+            ProbeAnswer::Fail
         } else {
-            prober.failed_in_a_row = 0;
-            if phase == Phase::Starting {
-                ProbeAnswer::Fail
-            } else {
-                ProbeAnswer::Pass
-            }
+            ProbeAnswer::Pass
         }
     }
 
@@ -439,34 +369,6 @@ impl Drain {
         }
     }
 
-    /// Has the load balancer let go of this target? Either every prober still checking has
-    /// seen enough 503s to stop routing here, or every prober stopped checking. With no
-    /// prober ever seen, nobody is there to tell. Also returns when to look again if the
-    /// answer may change without another probe (a prober falling silent).
-    fn let_go(&self, now: Instant) -> (Option<LetGo>, Option<Instant>) {
-        let threshold = self.inner.opts.unhealthy_threshold;
-        let st = self.lock();
-        let (mut active, mut failed, mut rhythm) = (false, true, false);
-        let mut recheck: Option<Instant> = None;
-        for p in st.probers.values() {
-            rhythm |= p.interval.is_some();
-            if p.active(now) {
-                active = true;
-                failed &= p.failed_in_a_row >= threshold;
-                recheck = match (recheck, p.expires()) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-            }
-        }
-        match (active, failed, rhythm) {
-            (true, true, _) => (Some(LetGo::Threshold), None),
-            (true, false, _) => (None, recheck),
-            (false, _, true) => (Some(LetGo::Silent), None),
-            (false, _, false) => (None, None),
-        }
-    }
-
     /// When the probers have let go, the load balancer may still have requests on the way
     /// that it dispatched before it read the last 503. Unready ends once no request came
     /// for [`SETTLE`], and at the latest [`SETTLE_MAX`] after the let-go.
@@ -480,7 +382,7 @@ impl Drain {
     fn quiet_until(&self) -> Option<Instant> {
         let quiet = self.inner.opts.quiet_period?;
         let st = self.lock();
-        let first = st.first_failed_probe?;
+        let first = st.probers.first_failed()?;
         Some(st.last_request.map_or(first, |r| r.max(first)) + quiet)
     }
 
@@ -502,7 +404,10 @@ impl Drain {
                 let woken = self.inner.activity.notified();
                 let now = Instant::now();
                 let mut wake = cap;
-                match self.let_go(now) {
+                let threshold = self.inner.opts.unhealthy_threshold;
+                // Bound first: the lock must be released before `settled_at` takes it.
+                let verdict = self.lock().probers.let_go(now, threshold);
+                match verdict {
                     (Some(how), _) => {
                         let settled = self.settled_at(*let_go.get_or_insert(now));
                         if now >= settled {
