@@ -151,16 +151,15 @@ impl FromStr for SignalPlan {
             let (name, offset) = match raw.split_once('@') {
                 None => (raw, Offset::AfterStopping(Duration::ZERO)),
                 Some((name, at)) => {
-                    let (sign, rest) = at.split_at(at.len().min(1));
-                    let d = duration::parse(rest).map_err(|e| syntax(&e.to_string()))?;
-                    match sign {
-                        "+" => (name, Offset::AfterStopping(d)),
-                        "-" => (name, Offset::BeforeDeadline(d)),
-                        _ => {
-                            return Err(syntax(
-                                "the offset needs a sign: +D after stopping begins, -D before the deadline",
-                            ));
-                        }
+                    let parse = |d: &str| duration::parse(d).map_err(|e| syntax(&e.to_string()));
+                    if let Some(d) = at.strip_prefix('+') {
+                        (name, Offset::AfterStopping(parse(d)?))
+                    } else if let Some(d) = at.strip_prefix('-') {
+                        (name, Offset::BeforeDeadline(parse(d)?))
+                    } else {
+                        return Err(syntax(
+                            "the offset needs a sign: +D after stopping begins, -D before the deadline",
+                        ));
                     }
                 }
             };
@@ -413,6 +412,15 @@ mod tests {
             (
                 "TERM,",
                 "invalid signal plan step ``: it is empty (write e.g. TERM@+0 or TSTP@+0,TERM@-12s)",
+            ),
+            // A multi-byte character where the sign goes once panicked the parser.
+            (
+                "TERM@µs",
+                "invalid signal plan step `TERM@µs`: the offset needs a sign: +D after stopping begins, -D before the deadline (write e.g. TERM@+0 or TSTP@+0,TERM@-12s)",
+            ),
+            (
+                "TERM@+é",
+                "invalid signal plan step `TERM@+é`: invalid duration `é`: expected a number (write e.g. 500ms, 30s, 2m or 1m30s) (write e.g. TERM@+0 or TSTP@+0,TERM@-12s)",
             ),
         ];
         for (input, msg) in table {

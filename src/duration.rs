@@ -22,6 +22,9 @@ pub fn parse(input: &str) -> Result<Duration, DurationError> {
     if s.is_empty() {
         return Err(err("it is empty"));
     }
+    if s.starts_with('-') {
+        return Err(err("it is negative"));
+    }
     if let Ok(secs) = s.parse::<f64>() {
         return from_secs(secs).ok_or_else(|| err("it is negative or too large"));
     }
@@ -123,7 +126,11 @@ mod tests {
             ),
             (
                 "-1",
-                "invalid duration `-1`: it is negative or too large (write e.g. 500ms, 30s, 2m or 1m30s)",
+                "invalid duration `-1`: it is negative (write e.g. 500ms, 30s, 2m or 1m30s)",
+            ),
+            (
+                "-1s",
+                "invalid duration `-1s`: it is negative (write e.g. 500ms, 30s, 2m or 1m30s)",
             ),
             (
                 "10s5",
