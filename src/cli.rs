@@ -55,7 +55,7 @@ fn clap_error(e: &clap::Error) -> i32 {
             0
         };
     }
-    eprintln!("lastcall: {}", one_line(&e.to_string()));
+    crate::log::say(format_args!("lastcall: {}", one_line(&e.to_string())));
     run::USAGE
 }
 

@@ -44,10 +44,29 @@ pub fn init(format: LogFormat, quiet: bool) {
     let level = if quiet { Level::WARN } else { Level::INFO };
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // A log line that cannot be written is dropped. By default the subscriber reports
+        // the failure with `eprintln!`, which panics when stderr is a closed pipe, and a
+        // panic in PID 1 would orphan the app it supervises.
+        .log_internal_errors(false)
         .with_max_level(level)
         .event_format(Format(format));
     // A second init (tests, or a library user that set its own) keeps the first one.
     let _ = builder.try_init();
+}
+
+/// Print one line on stderr, or nothing if stderr is gone. Never panics, unlike
+/// `eprintln!`, which panics on a closed pipe (a log collector that died, `| head`).
+pub fn say(line: impl fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// Write `text` to stdout; false when stdout is gone (a closed pipe: the reader has
+/// what it wanted, so the caller just stops writing).
+pub fn out(text: &str) -> bool {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes()).is_ok() && stdout.flush().is_ok()
 }
 
 struct Format(LogFormat);

@@ -134,7 +134,7 @@ pub fn run(args: RunArgs) -> i32 {
     // Before any thread exists, so that every thread inherits the mask and no signal can
     // be delivered to a thread that would act on it with the default disposition.
     if let Err(e) = signals::block_all() {
-        eprintln!("lastcall: cannot block signals: {e}");
+        crate::log::say(format_args!("lastcall: cannot block signals: {e}"));
         return 1;
     }
     if nix::unistd::getpid().as_raw() != 1
@@ -150,7 +150,7 @@ pub fn run(args: RunArgs) -> i32 {
     let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("lastcall: cannot start the runtime: {e}");
+            crate::log::say(format_args!("lastcall: cannot start the runtime: {e}"));
             return 1;
         }
     };
@@ -161,7 +161,7 @@ async fn supervise(args: RunArgs, budget: Budget) -> i32 {
     let signals = match Signals::new() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("lastcall: cannot read signals: {e}");
+            crate::log::say(format_args!("lastcall: cannot read signals: {e}"));
             return 1;
         }
     };
@@ -223,7 +223,7 @@ async fn supervise(args: RunArgs, budget: Budget) -> i32 {
     let supervisor = match Supervisor::spawn(opts, drain) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("lastcall: {e}");
+            crate::log::say(format_args!("lastcall: {e}"));
             return e.exit_code();
         }
     };
@@ -254,6 +254,6 @@ fn mistyped_flag(command: &[OsString]) -> Option<String> {
 }
 
 fn usage(msg: &str) -> i32 {
-    eprintln!("lastcall: {msg}");
+    crate::log::say(format_args!("lastcall: {msg}"));
     USAGE
 }

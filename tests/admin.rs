@@ -1,6 +1,11 @@
 //! The admin endpoint: `GET /status`, `POST /drain`, `GET /metrics`, against the real
 //! binary.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 mod proxy_support;
 

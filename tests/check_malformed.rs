@@ -1,4 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 //! Malformed input yields one error naming the file and position, never a panic: a
 //! hand-made corpus with its exact messages, then a bounded randomized mutation run of
 //! every fixture through every reader, all rules and all output formats.

@@ -1,4 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 //! Every rule against fixtures modelled on what projects ship: each positive case must
 //! report exactly the listed findings (place, rule, message), each negative case nothing.
 

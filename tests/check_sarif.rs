@@ -1,4 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 //! `--format sarif` output validated against the SARIF 2.1.0 JSON schema (vendored in
 //! tests/fixtures/check, see SARIF-SCHEMA-SOURCE.md), with Python's `jsonschema` (Debian:
 //! python3-jsonschema) — the reference validator for draft-04 schemas such as SARIF's.

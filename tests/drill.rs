@@ -1,4 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 //! `lastcall drill` as a user runs it: the built binary, real processes (the demo app as
 //! PID 1 of a PID namespace when allowed), real sockets, the platform's stop, every request
 //! counted. Drills are kept short with the default --time-scale 0.1 and a 1 s warm-up.

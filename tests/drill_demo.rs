@@ -1,4 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 //! The drill's built-in demo app (`lastcall demo-app`, hidden) as a real process: what the
 //! drill's results rest on — it serves HTTP with keep-alive, exits at once on SIGTERM, and
 //! closes idle connections when asked to.

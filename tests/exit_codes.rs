@@ -1,6 +1,11 @@
 //! lastcall exits with the app's status, as an orchestrator reads it: the code, or 128+N
 //! for a death by signal N; 127/126 when the app cannot be started; 2 for usage mistakes.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 mod support;
 

@@ -1,7 +1,12 @@
 //! The health endpoint and the unready phase (seed 000): 200 while serving, 503 from the
 //! moment a stop begins while the app runs untouched, and the stop proceeds once every
 //! prober has seen the unhealthy threshold of 503s.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 mod support;
 

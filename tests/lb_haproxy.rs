@@ -4,7 +4,12 @@
 //! constant load through HAProxy, lastcall gets SIGTERM; its app dies at once on TERM.
 //! Not one request may fail, with HAProxy keeping server connections alive and with it
 //! closing them after every response.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 mod proxy_support;
 

@@ -1,6 +1,11 @@
 //! Log lines say where the stop is: phase, time since the stop began, time left. In JSON
 //! every line is one object, so log pipelines can parse them.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 mod support;
 
@@ -59,4 +64,30 @@ fn text_lines_carry_phase_and_timing() {
         last.ends_with("s left] exit 143: the app was killed by SIGTERM"),
         "{last}"
     );
+}
+
+/// A log collector that died, or `lastcall … 2>&1 | head -1`: stderr is a closed pipe.
+/// The lines are lost, the supervision is not — the app's status still comes through,
+/// where a panic on the first unwritable line used to orphan the app.
+#[test]
+fn a_closed_stderr_loses_log_lines_not_the_app() {
+    let table: [(&[&str], i32); 3] = [
+        (&["run", "--", "sh", "-c", "sleep 0.3; exit 7"], 7),
+        // usage errors are reported on stderr too
+        (&["run", "--stop-timeout", "nope", "--", "true"], 2),
+        // stdout closed as well: check's and drill's reports go there
+        (&["check", "--list-rules"], 0),
+    ];
+    for (args, code) in table {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lastcall"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        drop(child.stderr.take());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "{args:?}");
+    }
 }

@@ -1,6 +1,11 @@
 //! The drain proxy end to end: the real `lastcall` binary in front of a real app process,
 //! real clients over loopback, the test itself acting as the load balancer's prober.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 mod proxy_support;
 

@@ -1,6 +1,11 @@
 //! Zombies never pile up: orphans re-parented to lastcall are reaped, whether lastcall is
 //! PID 1 of a namespace (as in a container) or a child subreaper under another init.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 mod support;
 

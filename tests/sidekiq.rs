@@ -2,7 +2,12 @@
 //! `sh -c` as in seed 001, stopped the way ECS stops a task: SIGTERM, then SIGKILL to the
 //! whole container 10 s later. Under lastcall not one job may be lost: every job either
 //! finished or was pushed back to the queue.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 mod support;
 

@@ -1,5 +1,10 @@
 //! Signals: what the app receives, when, and what lastcall does when the app will not stop.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 mod support;
 

@@ -36,7 +36,7 @@ pub mod shell;
 pub mod timing;
 pub mod tree;
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use lint::Finding;
@@ -158,7 +158,7 @@ pub fn explain(id: &str) -> Option<String> {
 }
 
 fn usage(msg: &str) -> i32 {
-    eprintln!("lastcall: {msg}");
+    crate::log::say(format_args!("lastcall: {msg}"));
     crate::run::USAGE
 }
 
@@ -175,13 +175,13 @@ pub fn run(args: CheckArgs) -> i32 {
                 r.title
             ));
         }
-        print!("{out}");
+        crate::log::out(&out);
         return 0;
     }
     if let Some(id) = &args.explain {
         return match explain(id) {
             Some(text) => {
-                print!("{text}");
+                crate::log::out(&text);
                 0
             }
             None => usage(&format!(
@@ -207,7 +207,7 @@ pub fn run(args: CheckArgs) -> i32 {
     let text = match args.format {
         Format::Human => {
             for e in &report.errors {
-                eprintln!("lastcall: {e}");
+                crate::log::say(format_args!("lastcall: {e}"));
             }
             let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
             output::human(&report.facts, &report.findings, colour)
@@ -215,9 +215,7 @@ pub fn run(args: CheckArgs) -> i32 {
         Format::Json => output::json(&report.facts, &report.findings, &report.errors),
         Format::Sarif => output::sarif(&report.facts, &report.findings, &report.errors),
     };
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes());
-    let _ = stdout.flush();
+    crate::log::out(&text);
     let fail_on = args.fail_on.or(config.fail_on).unwrap_or(Severity::Warning);
     if !report.errors.is_empty() {
         crate::run::USAGE

@@ -96,7 +96,7 @@ impl Behaviour {
 /// Run the demo app until a stop signal; returns the exit code (128 + signal).
 pub fn run(args: DemoArgs) -> i32 {
     if let Err(e) = signals::block_all() {
-        eprintln!("demo-app: cannot block signals: {e}");
+        crate::log::say(format_args!("demo-app: cannot block signals: {e}"));
         return 1;
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -105,7 +105,7 @@ pub fn run(args: DemoArgs) -> i32 {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("demo-app: cannot start the runtime: {e}");
+            crate::log::say(format_args!("demo-app: cannot start the runtime: {e}"));
             return 1;
         }
     };
@@ -113,22 +113,25 @@ pub fn run(args: DemoArgs) -> i32 {
         let signals = match Signals::new() {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("demo-app: cannot read signals: {e}");
+                crate::log::say(format_args!("demo-app: cannot read signals: {e}"));
                 return 1;
             }
         };
         let listener = match TcpListener::bind(("127.0.0.1", args.port)).await {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("demo-app: cannot listen on 127.0.0.1:{}: {e}", args.port);
+                crate::log::say(format_args!(
+                    "demo-app: cannot listen on 127.0.0.1:{}: {e}",
+                    args.port
+                ));
                 return 1;
             }
         };
-        eprintln!(
+        crate::log::say(format_args!(
             "demo-app: listening on 127.0.0.1:{} (latency {}); exits at once on SIGTERM",
             args.port,
             duration::fmt(args.latency)
-        );
+        ));
         let mut behaviour = Behaviour::new("task", args.latency, args.misbehave);
         behaviour.idle_timeout = args.idle_timeout;
         let behaviour = Arc::new(behaviour);
@@ -136,7 +139,7 @@ pub fn run(args: DemoArgs) -> i32 {
         loop {
             match signals.next().await {
                 Ok(nix::sys::signal::Signal::SIGTERM) if args.ignore_term => {
-                    eprintln!("demo-app: ignoring SIGTERM (--ignore-term)");
+                    crate::log::say(format_args!("demo-app: ignoring SIGTERM (--ignore-term)"));
                 }
                 Ok(sig) if is_stop(sig) => {
                     // No drain, no goodbye: this is the app that loses requests. Exit from
@@ -146,7 +149,7 @@ pub fn run(args: DemoArgs) -> i32 {
                 }
                 Ok(_) => continue,
                 Err(e) => {
-                    eprintln!("demo-app: reading signals failed: {e}");
+                    crate::log::say(format_args!("demo-app: reading signals failed: {e}"));
                     return 1;
                 }
             }

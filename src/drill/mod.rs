@@ -165,7 +165,7 @@ pub struct Settings {
 }
 
 fn usage(msg: &str) -> i32 {
-    eprintln!("lastcall: {msg}");
+    crate::log::say(format_args!("lastcall: {msg}"));
     USAGE
 }
 
@@ -420,7 +420,7 @@ pub fn run(args: DrillArgs) -> i32 {
     // drill cleanly: the running task is killed, not left behind. Blocked before the
     // runtime's threads exist so that every thread inherits the mask.
     if let Err(e) = signals::block_all() {
-        eprintln!("lastcall: cannot block signals: {e}");
+        crate::log::say(format_args!("lastcall: cannot block signals: {e}"));
         return FAIL;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -430,7 +430,7 @@ pub fn run(args: DrillArgs) -> i32 {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("lastcall: cannot start the runtime: {e}");
+            crate::log::say(format_args!("lastcall: cannot start the runtime: {e}"));
             return FAIL;
         }
     };
@@ -438,14 +438,14 @@ pub fn run(args: DrillArgs) -> i32 {
         let signals = match Signals::new() {
             Ok(sig) => sig,
             Err(e) => {
-                eprintln!("lastcall: cannot read signals: {e}");
+                crate::log::say(format_args!("lastcall: cannot read signals: {e}"));
                 return FAIL;
             }
         };
         tokio::select! {
             code = drill(s) => code,
             sig = interrupted(&signals) => {
-                eprintln!("\nlastcall: drill interrupted by {sig}; the task was killed");
+                crate::log::say(format_args!("\nlastcall: drill interrupted by {sig}; the task was killed"));
                 128 + sig as i32
             }
         }
@@ -514,7 +514,7 @@ async fn drill(s: Settings) -> i32 {
         match variant::run(&plan).await {
             Ok(o) => outcomes.push(o),
             Err(e) => {
-                eprintln!("lastcall: drill ({}): {e}", kind.as_str());
+                crate::log::say(format_args!("lastcall: drill ({}): {e}", kind.as_str()));
                 // lastcall refusing its options is a usage error of --wrap.
                 return if kind == Kind::Lastcall
                     && matches!(&e, task::TaskError::ExitedEarly { status, .. } if status == "exit status 2")
@@ -542,18 +542,24 @@ async fn drill(s: Settings) -> i32 {
     } else {
         FAIL
     };
-    print!("{}", report::text(&s, &outcomes, code));
+    crate::log::out(&report::text(&s, &outcomes, code));
     if let Some(path) = &s.args.json {
         let doc = json::document(&s, &outcomes, code);
         if let Err(e) = std::fs::write(path, doc) {
-            eprintln!("lastcall: cannot write --json {}: {e}", path.display());
+            crate::log::say(format_args!(
+                "lastcall: cannot write --json {}: {e}",
+                path.display()
+            ));
             return FAIL;
         }
     }
     if let Some(path) = &s.args.chart {
         let svg = chart::svg(&s, &outcomes);
         if let Err(e) = std::fs::write(path, svg) {
-            eprintln!("lastcall: cannot write --chart {}: {e}", path.display());
+            crate::log::say(format_args!(
+                "lastcall: cannot write --chart {}: {e}",
+                path.display()
+            ));
             return FAIL;
         }
     }
