@@ -173,6 +173,7 @@ async fn supervise(args: RunArgs, budget: Budget) -> i32 {
             unhealthy_threshold: args.unhealthy_threshold.max(1),
             quiet_period: args.proxy.listen.map(|_| args.proxy.quiet_period),
             start_in_starting: args.proxy.listen.is_some(),
+            drain_file: args.drain_file.clone(),
         },
     );
 
@@ -208,6 +209,7 @@ async fn supervise(args: RunArgs, budget: Budget) -> i32 {
     if let Some(path) = args.drain_trigger_file.clone() {
         tokio::spawn(watch_trigger_file(path, drain.clone()));
     }
+
     tokio::spawn({
         let drain = drain.clone();
         async move { drain.drive().await }
@@ -218,7 +220,6 @@ async fn supervise(args: RunArgs, budget: Budget) -> i32 {
         signal_mode: args.signal_mode,
         stop_signals,
         orphan_grace: args.orphan_grace,
-        drain_file: args.drain_file.clone(),
     };
     let supervisor = match Supervisor::spawn(opts, drain) {
         Ok(s) => s,

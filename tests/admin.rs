@@ -41,10 +41,19 @@ fn status_shows_the_phase_and_the_timeline() {
 
 #[test]
 fn post_drain_starts_a_stop_once() {
-    let lc = Lastcall::start(&["--stop-timeout", "20s"]);
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("draining");
+    let lc = Lastcall::start(&[
+        "--stop-timeout",
+        "20s",
+        "--drain-file",
+        flag.to_str().unwrap(),
+    ]);
     let mut c = Conn::open(lc.admin).unwrap();
     let r = c.request("POST", "/drain", &[], &[]).unwrap();
     assert_eq!(r.status, 202);
+    // The stop began before the answer: the app's flag file is already there.
+    assert_eq!(std::fs::read_to_string(&flag).unwrap(), "POST /drain\n");
     let v: serde_json::Value = serde_json::from_str(&r.body_text()).unwrap();
     assert_eq!(v["stop_reason"], "POST /drain");
     lc.wait_phase("unready", LONG);

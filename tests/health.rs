@@ -257,10 +257,14 @@ fn without_a_health_endpoint_pre_stop_delay_holds_the_app_like_a_k8s_prestop_sle
 fn a_trigger_file_starts_the_stop() {
     let dir = support::tempdir();
     let (rec, trigger) = (dir.path().join("rec"), dir.path().join("stop-now"));
+    let flag = dir.path().join("draining");
     let mut lc = Lastcall::start(&[
         "run",
         "--drain-trigger-file",
         trigger.to_str().unwrap(),
+        // Created for a stop begun by the trigger file as for one begun by a signal.
+        "--drain-file",
+        flag.to_str().unwrap(),
         "--",
         "python3",
         RECORDER,
@@ -270,6 +274,10 @@ fn a_trigger_file_starts_the_stop() {
     std::fs::write(&trigger, "").unwrap();
     assert_eq!(lc.wait(Duration::from_secs(10)).code(), Some(0));
     assert!(got(&rec, "SIGTERM"));
+    assert_eq!(
+        std::fs::read_to_string(&flag).unwrap(),
+        format!("trigger file {}\n", trigger.display())
+    );
     assert!(
         lc.log()
             .contains(&format!("stop began (trigger file {})", trigger.display())),

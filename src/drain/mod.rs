@@ -18,6 +18,7 @@
 mod probers;
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -118,6 +119,9 @@ pub struct DrainOptions {
     pub quiet_period: Option<Duration>,
     /// Begin in `starting` (a proxy waits for the app) instead of `serving`.
     pub start_in_starting: bool,
+    /// Created when the stop begins, whatever began it (seed 000's flag file for apps
+    /// that check one); it holds what began the stop.
+    pub drain_file: Option<PathBuf>,
 }
 
 impl Default for DrainOptions {
@@ -126,6 +130,7 @@ impl Default for DrainOptions {
             unhealthy_threshold: 2,
             quiet_period: None,
             start_in_starting: false,
+            drain_file: None,
         }
     }
 }
@@ -279,7 +284,16 @@ impl Drain {
             "stop began ({reason}); deadline in {}",
             duration::fmt(self.inner.budget.stop_timeout)
         );
-        self.inner.stop_requested.notify_one();
+        // Written here, before anything else of the stop happens, so the file exists
+        // before the app can get any signal of the plan.
+        if let Some(path) = &self.inner.opts.drain_file
+            && let Err(e) = std::fs::write(path, format!("{reason}\n"))
+        {
+            tracing::warn!("could not create --drain-file {}: {e}", path.display());
+        }
+        // Every waiter: the driver, and whoever acts on a stop (the drain file). Each one
+        // created its `Notified` before checking the clock, so none can miss this.
+        self.inner.stop_requested.notify_waiters();
         true
     }
 

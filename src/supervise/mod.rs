@@ -18,7 +18,6 @@ pub mod signals;
 
 use std::ffi::OsString;
 use std::io;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -50,7 +49,6 @@ pub struct SuperviseOptions {
     /// Signals that begin a stop instead of being forwarded (TERM and INT, and more).
     pub stop_signals: Vec<Signal>,
     pub orphan_grace: Duration,
-    pub drain_file: Option<PathBuf>,
 }
 
 /// The app could not be started.
@@ -246,15 +244,8 @@ impl Supervisor {
             }
         }
         let name = sig.as_str();
-        if self.drain.request_stop(name) {
-            if let Some(path) = &self.opts.drain_file
-                && let Err(e) = std::fs::write(path, format!("{name}\n"))
-            {
-                tracing::warn!("could not create --drain-file {}: {e}", path.display());
-            }
-            if self.tty && sig == Signal::SIGINT {
-                tracing::info!("press Ctrl-C twice more to kill at once");
-            }
+        if self.drain.request_stop(name) && self.tty && sig == Signal::SIGINT {
+            tracing::info!("press Ctrl-C twice more to kill at once");
         }
     }
 
