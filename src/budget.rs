@@ -188,6 +188,23 @@ pub fn signal_arg(s: &str) -> Result<Signal, String> {
     parse_signal(s).map_err(|e| e.to_string())
 }
 
+/// For clap: a signal that begins a stop. It must be one lastcall can catch, and not the
+/// one it reaps by.
+pub fn stop_signal_arg(s: &str) -> Result<Signal, String> {
+    let sig = signal_arg(s)?;
+    match sig {
+        Signal::SIGKILL | Signal::SIGSTOP => Err(format!(
+            "{} cannot begin a stop: no process can catch it (TERM and INT already do; add e.g. QUIT or USR2)",
+            signal_name(sig)
+        )),
+        Signal::SIGCHLD => Err(
+            "CHLD cannot begin a stop: every exiting child sends it (add e.g. QUIT or USR2)"
+                .to_string(),
+        ),
+        _ => Ok(sig),
+    }
+}
+
 /// `TERM`, `SIGTERM`, `term` or `15`.
 pub fn parse_signal(s: &str) -> Result<Signal, BudgetError> {
     let t = s.trim();

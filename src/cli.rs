@@ -55,8 +55,43 @@ fn clap_error(e: &clap::Error) -> i32 {
             0
         };
     }
-    crate::log::say(format_args!("lastcall: {}", one_line(&e.to_string())));
+    let mut line = one_line(&e.to_string());
+    if let Some((arg, var)) = from_environment(e) {
+        // In a task definition the value sits in `environment`, not in the command: say
+        // where to look.
+        let named = format!("'{arg}'");
+        line = line.replacen(&named, &format!("{named} (set by {var})"), 1);
+    }
+    crate::log::say(format_args!("lastcall: {line}"));
     run::USAGE
+}
+
+/// The flag as clap names it and the environment variable its rejected value came from,
+/// when it was not on the command line.
+fn from_environment(e: &clap::Error) -> Option<(String, String)> {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let long = arg.split_whitespace().next()?.strip_prefix("--")?;
+    let flag = format!("--{long}");
+    let on_command_line = std::env::args_os().any(|a| {
+        let a = a.to_string_lossy();
+        a == flag || a.starts_with(&format!("{flag}="))
+    });
+    if on_command_line {
+        return None;
+    }
+    let cmd = Cli::command();
+    let var = std::iter::once(&cmd)
+        .chain(cmd.get_subcommands())
+        .flat_map(clap::Command::get_arguments)
+        .find(|a| a.get_long() == Some(long))?
+        .get_env()?
+        .to_string_lossy()
+        .into_owned();
+    std::env::var_os(&var).is_some().then(|| (arg.clone(), var))
 }
 
 /// clap's message without its "error:" prefix, usage block and hint, on one line.

@@ -87,6 +87,16 @@ pub fn arg(input: &str) -> Result<Duration, String> {
     parse(input).map_err(|e| e.to_string())
 }
 
+/// For clap: a duration that must be more than zero (a timeout of 0 fails everything).
+pub fn positive_arg(input: &str) -> Result<Duration, String> {
+    match parse(input) {
+        Ok(d) if d.is_zero() => Err(format!(
+            "`{input}` would time out at once: it must be more than 0 (write e.g. 30s)"
+        )),
+        other => other.map_err(|e| e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -119,3 +119,23 @@ pub async fn serve(listener: TcpListener, path: String, drain: Drain, check: Hea
         });
     }
 }
+
+/// For clap: the health endpoint's path, e.g. `/health`.
+pub fn path_arg(s: &str) -> Result<String, String> {
+    if s.starts_with('/') && !s.contains(char::is_whitespace) {
+        Ok(s.to_string())
+    } else {
+        Err(format!("`{s}` is not a path (write it like /health)"))
+    }
+}
+
+/// For clap: the app's own health check, an `http://` URL with a host.
+pub fn upstream_arg(s: &str) -> Result<Uri, String> {
+    let bad = || format!("`{s}` is not an http:// URL (write e.g. http://127.0.0.1:3000/health)");
+    let uri: Uri = s.parse().map_err(|_| bad())?;
+    if uri.scheme_str() == Some("http") && uri.authority().is_some() {
+        Ok(uri)
+    } else {
+        Err(bad())
+    }
+}

@@ -36,7 +36,7 @@ pub struct RunArgs {
     #[arg(long, env = "LASTCALL_SIGNAL_PLAN", value_name = "PLAN", default_value = "TERM@+0", value_parser = budget::plan_arg)]
     pub signal_plan: SignalPlan,
     /// More signals that begin a stop, besides TERM and INT (comma-separated).
-    #[arg(long, env = "LASTCALL_STOP_SIGNALS", value_name = "SIGNALS", value_delimiter = ',', value_parser = budget::signal_arg)]
+    #[arg(long, env = "LASTCALL_STOP_SIGNALS", value_name = "SIGNALS", value_delimiter = ',', value_parser = budget::stop_signal_arg)]
     pub stop_signals: Vec<Signal>,
     /// Send signals to the app's whole process group, or to the main child only.
     #[arg(long, env = "LASTCALL_SIGNAL_MODE", value_name = "MODE", value_enum, default_value_t = SignalMode::Group)]
@@ -52,11 +52,12 @@ pub struct RunArgs {
         long,
         env = "LASTCALL_HEALTH_PATH",
         value_name = "PATH",
-        default_value = "/health"
+        default_value = "/health",
+        value_parser = health::path_arg
     )]
     pub health_path: String,
     /// While serving, pass the app's own health answer through (e.g. http://127.0.0.1:3000/health).
-    #[arg(long, env = "LASTCALL_HEALTH_UPSTREAM", value_name = "URL")]
+    #[arg(long, env = "LASTCALL_HEALTH_UPSTREAM", value_name = "URL", value_parser = health::upstream_arg)]
     pub health_upstream: Option<Uri>,
     /// Consecutive 503s each prober must see before unready may end (ALB default: 2).
     #[arg(
@@ -87,7 +88,8 @@ pub struct RunArgs {
     #[arg(long, env = "LASTCALL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Log only warnings and errors.
-    #[arg(long, short, env = "LASTCALL_QUIET")]
+    /// In the environment: 1/0, true/false, yes/no, on/off.
+    #[arg(long, short, env = "LASTCALL_QUIET", value_parser = clap::builder::BoolishValueParser::new())]
     pub quiet: bool,
     /// The app and its arguments, started directly (no shell).
     #[arg(
@@ -100,6 +102,35 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// Mistakes that only show in how flags combine.
+    fn conflicts(&self) -> Option<String> {
+        if self.health_upstream.is_some()
+            && self.health_listen.is_none()
+            && self.proxy.listen.is_none()
+        {
+            return Some(
+                "--health-upstream needs --health-listen ADDR or --listen ADDR (where the load balancer probes)"
+                    .to_string(),
+            );
+        }
+        let upstream = self.proxy.upstream?;
+        let own = [
+            ("--listen", self.proxy.listen),
+            ("--health-listen", self.health_listen),
+            ("--admin-listen", self.admin_listen),
+        ];
+        own.into_iter().find_map(|(flag, addr)| {
+            let addr = addr?;
+            let same = addr.port() == upstream.port()
+                && (addr.ip().is_unspecified() || addr.ip() == upstream.ip());
+            same.then(|| {
+                format!(
+                    "--upstream {upstream} is lastcall's own {flag} {addr}: requests would loop back into lastcall (point --upstream at the port the app listens on)"
+                )
+            })
+        })
+    }
+
     /// The stop timeline these flags describe, or why it cannot work.
     pub fn budget(&self) -> Result<Budget, budget::BudgetError> {
         let has_health = self.health_listen.is_some() || self.proxy.listen.is_some();
@@ -126,6 +157,9 @@ pub fn run(args: RunArgs) -> i32 {
         return usage(&format!(
             "unknown option '{flag}' for lastcall run (options go before COMMAND; write -- before a COMMAND that starts with -)"
         ));
+    }
+    if let Some(mistake) = args.conflicts() {
+        return usage(&mistake);
     }
     let budget = match args.budget() {
         Ok(b) => b,

@@ -113,6 +113,64 @@ fn usage_mistakes_are_one_line_and_exit_2() {
             "lastcall: invalid value 'nowhere' for '--health-listen <ADDR>': invalid address `nowhere` (write e.g. 0.0.0.0:8080, :8080, 8080 or 127.0.0.1:3000) (see lastcall --help)",
         ),
         (
+            &[
+                "run",
+                "--listen",
+                "8080",
+                "--upstream",
+                "8080",
+                "--",
+                "true",
+            ],
+            "lastcall: --upstream 127.0.0.1:8080 is lastcall's own --listen 0.0.0.0:8080: requests would loop back into lastcall (point --upstream at the port the app listens on)",
+        ),
+        (
+            &["run", "--upstream", "3000", "--", "true"],
+            "lastcall: the following required arguments were not provided: --listen <ADDR> (see lastcall --help)",
+        ),
+        (
+            &[
+                "run",
+                "--health-upstream",
+                "http://127.0.0.1:3000/health",
+                "--",
+                "true",
+            ],
+            "lastcall: --health-upstream needs --health-listen ADDR or --listen ADDR (where the load balancer probes)",
+        ),
+        (
+            &[
+                "run",
+                "--health-listen",
+                "8081",
+                "--health-upstream",
+                "https://127.0.0.1:3000/health",
+                "--",
+                "true",
+            ],
+            "lastcall: invalid value 'https://127.0.0.1:3000/health' for '--health-upstream <URL>': `https://127.0.0.1:3000/health` is not an http:// URL (write e.g. http://127.0.0.1:3000/health) (see lastcall --help)",
+        ),
+        (
+            &["run", "--health-path", "healthz", "--", "true"],
+            "lastcall: invalid value 'healthz' for '--health-path <PATH>': `healthz` is not a path (write it like /health) (see lastcall --help)",
+        ),
+        (
+            &["run", "--upstream-timeout", "0s", "--", "true"],
+            "lastcall: invalid value '0s' for '--upstream-timeout <DURATION>': `0s` would time out at once: it must be more than 0 (write e.g. 30s) (see lastcall --help)",
+        ),
+        (
+            &["run", "--stop-signals", "QUIT,KILL", "--", "true"],
+            "lastcall: invalid value 'KILL' for '--stop-signals <SIGNALS>': KILL cannot begin a stop: no process can catch it (TERM and INT already do; add e.g. QUIT or USR2) (see lastcall --help)",
+        ),
+        (
+            &["run", "--stop-signals", "CHLD", "--", "true"],
+            "lastcall: invalid value 'CHLD' for '--stop-signals <SIGNALS>': CHLD cannot begin a stop: every exiting child sends it (add e.g. QUIT or USR2) (see lastcall --help)",
+        ),
+        (
+            &["run", "--signal-plan", "TERM@µs", "--", "true"],
+            "lastcall: invalid value 'TERM@µs' for '--signal-plan <PLAN>': invalid signal plan step `TERM@µs`: the offset needs a sign: +D after stopping begins, -D before the deadline (write e.g. TERM@+0 or TSTP@+0,TERM@-12s) (see lastcall --help)",
+        ),
+        (
             &["run", "--signal-mode", "pgrp", "--", "true"],
             "lastcall: invalid value 'pgrp' for '--signal-mode <MODE>' [possible values: group, child]; tip: a similar value exists: 'group' (see lastcall --help)",
         ),
@@ -127,14 +185,31 @@ fn usage_mistakes_are_one_line_and_exit_2() {
 
 #[test]
 fn settings_come_from_the_environment_too() {
-    let out = Command::new(BIN)
-        .args(["run", "--", "true"])
-        .env("LASTCALL_STOP_TIMEOUT", "ten seconds")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr).trim_end(),
-        "lastcall: invalid value 'ten seconds' for '--stop-timeout <DURATION>': invalid duration `ten seconds`: expected a number (write e.g. 500ms, 30s, 2m or 1m30s) (see lastcall --help)"
-    );
+    // (variable, value, what lastcall says); the message names the variable, because in a
+    // task definition the value is in `environment`, not in the command.
+    let table = [
+        (
+            "LASTCALL_STOP_TIMEOUT",
+            "ten seconds",
+            "lastcall: invalid value 'ten seconds' for '--stop-timeout <DURATION>' (set by LASTCALL_STOP_TIMEOUT): invalid duration `ten seconds`: expected a number (write e.g. 500ms, 30s, 2m or 1m30s) (see lastcall --help)",
+        ),
+        (
+            "LASTCALL_QUIET",
+            "maybe",
+            "lastcall: invalid value 'maybe' for '--quiet' (set by LASTCALL_QUIET): value was not a boolean (see lastcall --help)",
+        ),
+        // Booleans read as people write them in env vars.
+        ("LASTCALL_QUIET", "1", ""),
+        ("LASTCALL_QUIET", "yes", ""),
+    ];
+    for (var, value, said) in table {
+        let out = Command::new(BIN)
+            .args(["run", "--", "true"])
+            .env(var, value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim_end(), said, "{var}={value}");
+        assert_eq!(out.status.code(), Some(if said.is_empty() { 0 } else { 2 }));
+    }
 }

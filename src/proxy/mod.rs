@@ -53,7 +53,7 @@ pub struct ProxyArgs {
     #[arg(long, env = "LASTCALL_LISTEN", value_name = "ADDR", value_parser = addr::listen, requires = "upstream")]
     pub listen: Option<SocketAddr>,
     /// Where the app listens.
-    #[arg(long, env = "LASTCALL_UPSTREAM", value_name = "ADDR", value_parser = addr::connect)]
+    #[arg(long, env = "LASTCALL_UPSTREAM", value_name = "ADDR", value_parser = addr::connect, requires = "listen")]
     pub upstream: Option<SocketAddr>,
     /// The app's own health path; without it, readiness is a TCP connect to --upstream.
     #[arg(long, env = "LASTCALL_UPSTREAM_HEALTH_PATH", value_name = "PATH")]
@@ -71,7 +71,7 @@ pub struct ProxyArgs {
     #[arg(long, env = "LASTCALL_UPSTREAM_CONNECT_TIMEOUT", value_name = "DURATION", default_value = "5s", value_parser = duration::arg)]
     pub upstream_connect_timeout: Duration,
     /// A response whose headers take longer than this is answered 504 (bodies may stream on).
-    #[arg(long, env = "LASTCALL_UPSTREAM_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = duration::arg)]
+    #[arg(long, env = "LASTCALL_UPSTREAM_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = duration::positive_arg)]
     pub upstream_timeout: Duration,
 }
 
