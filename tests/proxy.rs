@@ -434,6 +434,24 @@ fn bad_requests_get_400_and_431_never_a_crash() {
         Ok(r) => assert_eq!(r.status, 431),
         Err(e) => panic!("expected 431, got {e}"),
     }
+
+    // A malformed chunk in the request body is the client's mistake: 400, not a 502 that
+    // blames the app (and would count as an upstream error on dashboards).
+    let mut c = Conn::open(lc.proxy).unwrap();
+    c.raw()
+        .get_mut()
+        .write_all(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\nhello\r\n",
+        )
+        .unwrap();
+    assert_eq!(c.read_response(false).unwrap().status, 400);
+    let m = get(lc.admin, "/metrics").body_text();
+    assert!(
+        m.contains("lastcall_upstream_errors_total{kind=\"other\"} 0\n"),
+        "{m}"
+    );
+    assert!(!lc.log_text().contains("502 for POST"), "{}", lc.log_text());
+
     assert_eq!(get(lc.proxy, "/hello").status, 200);
 }
 

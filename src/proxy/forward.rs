@@ -73,6 +73,19 @@ impl Upstream {
                 }
                 Ok((resp, lease))
             }
+            Ok(Err(SendError::Http(e))) if client_body_failed(&e) => {
+                // The client's own request body broke off (it hung up mid-upload, or sent
+                // a malformed chunk): not the app's failure, and no 502 to alert on.
+                tracing::debug!(
+                    "400 for {method} {}: the request body could not be read: {}",
+                    path.path(),
+                    error_chain(&e)
+                );
+                Err(local(
+                    StatusCode::BAD_REQUEST,
+                    "400 bad request: the request body could not be read\n",
+                ))
+            }
             Ok(Err(e)) => {
                 let kind = match e {
                     SendError::Connect(_) | SendError::ConnectTimeout(_) => UpstreamError::Connect,
@@ -252,6 +265,13 @@ pub(crate) fn is_upgrade<B>(req: &Request<B>) -> bool {
 fn has_token(v: &HeaderValue, token: &str) -> bool {
     v.to_str()
         .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
+/// Did sending fail because the client's request body (a hyper body read from the client
+/// connection) failed, rather than the app?
+fn client_body_failed(e: &hyper::Error) -> bool {
+    use std::error::Error;
+    e.is_user() && e.source().is_some_and(|s| s.is::<hyper::Error>())
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

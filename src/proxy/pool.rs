@@ -147,7 +147,7 @@ pub(crate) enum SendError {
     Connect(std::io::Error),
     #[error("connect timed out after {0}")]
     ConnectTimeout(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Http(#[from] hyper::Error),
 }
 
