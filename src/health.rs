@@ -9,6 +9,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -32,6 +33,9 @@ const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct HealthCheck {
     upstream: Option<Uri>,
     client: Client<HttpConnector, Empty<Bytes>>,
+    /// The last probe could not reach the app's health check: logged once when that
+    /// starts and once when it ends, not on every probe.
+    unreachable: Arc<AtomicBool>,
 }
 
 impl HealthCheck {
@@ -42,6 +46,7 @@ impl HealthCheck {
         HealthCheck {
             upstream,
             client: Client::builder(TokioExecutor::new()).build(connector),
+            unreachable: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -68,10 +73,22 @@ impl HealthCheck {
 
     /// Ask the app; any failure counts as unhealthy (503) rather than an error.
     async fn ask_app(&self) -> StatusCode {
-        self.ask().await.unwrap_or_else(|why| {
-            tracing::debug!("app health check failed: {why}");
-            StatusCode::SERVICE_UNAVAILABLE
-        })
+        match self.ask().await {
+            Ok(status) => {
+                if self.unreachable.swap(false, Ordering::Relaxed) {
+                    tracing::info!("the app's health check answers again");
+                }
+                status
+            }
+            Err(why) => {
+                if !self.unreachable.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "cannot ask the app's health check, answering 503 until it can: {why}"
+                    );
+                }
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
     }
 }
 

@@ -210,10 +210,17 @@ fn while_serving_the_apps_own_health_answer_passes_through() {
 
 #[test]
 fn an_app_that_is_down_is_unhealthy() {
-    let (mut lc, addr) = with_app_health(support::free_port(), &["sleep", "30"]);
+    let port = support::free_port();
+    let (mut lc, addr) = with_app_health(port, &["sleep", "30"]);
+    assert_eq!(probe(1, addr), 503);
     assert_eq!(probe(1, addr), 503);
     lc.signal(Signal::SIGTERM);
     lc.wait(Duration::from_secs(10));
+    // Said once, at warning level, not once per probe.
+    let said = format!(
+        "cannot ask the app's health check, answering 503 until it can: http://127.0.0.1:{port}/health:"
+    );
+    assert_eq!(lc.log().matches(&said).count(), 1, "{}", lc.log());
 }
 
 #[test]
