@@ -480,7 +480,19 @@ fn usage_errors_exit_2_with_one_line() {
         ),
         (
             &["--time-scale", "0"],
-            "lastcall: --time-scale 0 is out of range (write a factor above 0 and at most 10, e.g. 0.1 for a tenth of real time)",
+            "lastcall: --time-scale 0 is out of range (write a factor from 0.01 to 10, e.g. 0.1 for a tenth of real time)",
+        ),
+        (
+            &["--time-scale", "1e-300"],
+            "lastcall: --time-scale 1e-300 is out of range (write a factor from 0.01 to 10, e.g. 0.1 for a tenth of real time)",
+        ),
+        (
+            &["--port", "0"],
+            "lastcall: --port 0 is not a port to reach the task on (leave --port out for a free port)",
+        ),
+        (
+            &["--json", "/nonexistent/dir/x.json"],
+            "lastcall: --json /nonexistent/dir/x.json: there is no directory /nonexistent/dir to write it in (create it first)",
         ),
         (
             &["--health-path", "health"],

@@ -65,6 +65,11 @@ fn cannot_start_the_app() {
             126,
             format!("lastcall: {not_exec}: permission denied (is it executable? chmod +x)\n"),
         ),
+        (
+            &["run", "--", "/tmp"],
+            126,
+            "lastcall: /tmp: is a directory, not a program (name the program inside it)\n".into(),
+        ),
     ];
     for (args, code, msg) in table {
         let (got, stderr) = run(args);

@@ -27,7 +27,7 @@ pub mod variant;
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -169,19 +169,50 @@ fn usage(msg: &str) -> i32 {
     USAGE
 }
 
+/// A number as the user would have written it: `0.1`, and `1e-300` rather than 300 digits.
+fn show_number(x: f64) -> String {
+    if x == 0.0 || (1e-4..1e6).contains(&x.abs()) {
+        x.to_string()
+    } else {
+        format!("{x:e}")
+    }
+}
+
 /// Resolve the flags into a drill, or say what is wrong with them.
 pub fn settings(args: DrillArgs) -> Result<Settings, String> {
     if !(args.rate > 0.0 && args.rate <= 5000.0) {
         return Err(format!(
             "--rate {} is out of range (write a number of requests per second from 1 to 5000)",
-            args.rate
+            show_number(args.rate)
         ));
     }
-    if !(args.time_scale > 0.0 && args.time_scale <= 10.0) {
+    if !(0.01..=10.0).contains(&args.time_scale) {
         return Err(format!(
-            "--time-scale {} is out of range (write a factor above 0 and at most 10, e.g. 0.1 for a tenth of real time)",
-            args.time_scale
+            "--time-scale {} is out of range (write a factor from 0.01 to 10, e.g. 0.1 for a tenth of real time)",
+            show_number(args.time_scale)
         ));
+    }
+    for (flag, port) in [("--port", args.port), ("--app-port", args.app_port)] {
+        if port == Some(0) {
+            return Err(format!(
+                "{flag} 0 is not a port to reach the task on (leave {flag} out for a free port)"
+            ));
+        }
+    }
+    // Checked before the drill runs: finding out after a minute of load is too late.
+    for (flag, path) in [("--json", &args.json), ("--chart", &args.chart)] {
+        let Some(path) = path else { continue };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(format!(
+                "{flag} {}: there is no directory {} to write it in (create it first)",
+                path.display(),
+                dir.display()
+            ));
+        }
     }
     if !args.health_path.starts_with('/') {
         return Err(format!(

@@ -58,6 +58,8 @@ pub enum SpawnError {
     NotFound { cmd: String },
     #[error("{cmd}: permission denied (is it executable? chmod +x)")]
     NotExecutable { cmd: String },
+    #[error("{cmd}: is a directory, not a program (name the program inside it)")]
+    Directory { cmd: String },
     #[error("{cmd}: cannot run: {source}")]
     Other { cmd: String, source: io::Error },
     #[error("no COMMAND given (write: lastcall run [OPTIONS] -- COMMAND [ARGS...])")]
@@ -69,7 +71,9 @@ impl SpawnError {
     pub fn exit_code(&self) -> i32 {
         match self {
             SpawnError::NotFound { .. } => 127,
-            SpawnError::NotExecutable { .. } | SpawnError::Other { .. } => 126,
+            SpawnError::NotExecutable { .. }
+            | SpawnError::Directory { .. }
+            | SpawnError::Other { .. } => 126,
             SpawnError::Empty => 2,
         }
     }
@@ -117,6 +121,12 @@ impl Supervisor {
             io::ErrorKind::NotFound => SpawnError::NotFound {
                 cmd: cmd_name.clone(),
             },
+            // execve says EACCES for a directory too; tell the two apart.
+            io::ErrorKind::PermissionDenied if std::path::Path::new(program).is_dir() => {
+                SpawnError::Directory {
+                    cmd: cmd_name.clone(),
+                }
+            }
             io::ErrorKind::PermissionDenied => SpawnError::NotExecutable {
                 cmd: cmd_name.clone(),
             },
