@@ -455,6 +455,38 @@ fn bad_requests_get_400_and_431_never_a_crash() {
     assert_eq!(get(lc.proxy, "/hello").status, 200);
 }
 
+/// Slowloris: a head that starts and never finishes ends the connection at
+/// --client-header-timeout. An idle keep-alive connection, with no byte of a next request,
+/// is never closed from this side: the load balancer may reuse it at any moment.
+#[test]
+fn a_head_that_never_completes_is_cut_off_an_idle_connection_is_not() {
+    use std::io::Write;
+    let lc = Lastcall::start(&["--client-header-timeout", "1s"]);
+
+    let mut idle = Conn::open(lc.proxy).unwrap();
+    assert_eq!(idle.get("/hello").unwrap().status, 200);
+
+    let mut slow = Conn::open(lc.proxy).unwrap();
+    let t0 = Instant::now();
+    slow.raw()
+        .get_mut()
+        .write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    slow.read_eof().unwrap();
+    let cut = t0.elapsed();
+    assert!(
+        cut >= Duration::from_millis(800) && cut < Duration::from_secs(10),
+        "{cut:?}"
+    );
+
+    // The idle connection outlived the timeout (it sat idle while the slow head was cut
+    // off) and still serves.
+    assert_eq!(idle.get("/hello").unwrap().status, 200);
+    // And a complete head on a reused connection is not timed out by an earlier one.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(idle.get("/hello").unwrap().status, 200);
+}
+
 #[test]
 fn a_slow_app_is_answered_504_with_a_log_line() {
     let lc = Lastcall::start(&["--upstream-timeout", "300ms"]);

@@ -9,20 +9,24 @@
 //! request with `Connection: close`, an h2 connection gets GOAWAY and finishes its
 //! streams. A connection accepted during closing or later is left alone: its request gets
 //! the 503 with `Connection: close`, and then it ends.
+//!
+//! A request head that starts arriving must be complete within `--client-header-timeout`
+//! (see [`super::head`]); idle connections are never timed out from this side.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hyper::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
+use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::Shared;
+use super::head::{ConnBody, HeadClock, HeadTimer};
 use super::io::Linger;
 use super::service::{self, ConnCtx};
 use crate::drain::Phase;
@@ -51,12 +55,21 @@ async fn serve(
 ) {
     let accepted_in = shared.drain.phase();
     let mut phases = shared.drain.subscribe();
+    let clock = HeadClock::new(shared.client_header_timeout);
+    let io = Linger::new(stream, HeadTimer::new(clock.clone()));
     let ctx = Arc::new(ConnCtx::new(shared, peer));
     let svc = service_fn(move |req: Request<Incoming>| {
-        let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(service::handle(&ctx, req).await) }
+        let (ctx, clock) = (ctx.clone(), clock.clone());
+        clock.head_complete();
+        async move {
+            let resp = service::handle(&ctx, req).await;
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                clock.off();
+            }
+            Ok::<_, Infallible>(resp.map(|body| ConnBody::new(body, clock)))
+        }
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(Linger::new(stream)), svc);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let res = if accepted_in < Phase::Closing {
         tokio::select! {

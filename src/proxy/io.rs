@@ -15,21 +15,26 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::head::HeadTimer;
+
 /// How long a closed connection waits for the client's FIN.
 const LINGER: Duration = Duration::from_secs(2);
 /// How much a closed connection reads before giving up on a client that keeps sending.
 const LINGER_BYTES: usize = 256 * 1024;
 
-/// A `TcpStream` that lingers on drop instead of resetting.
+/// A `TcpStream` that lingers on drop instead of resetting, and times out slow request
+/// heads (see [`super::head`]).
 #[derive(Debug)]
 pub(crate) struct Linger {
     stream: Option<TcpStream>,
+    head: HeadTimer,
 }
 
 impl Linger {
-    pub(crate) fn new(stream: TcpStream) -> Linger {
+    pub(crate) fn new(stream: TcpStream, head: HeadTimer) -> Linger {
         Linger {
             stream: Some(stream),
+            head,
         }
     }
 
@@ -47,9 +52,32 @@ impl AsyncRead for Linger {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut().stream() {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = match this.stream() {
             Ok(s) => s.poll_read(cx, buf),
-            Err(e) => Poll::Ready(Err(e)),
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        match polled {
+            Poll::Ready(Ok(())) => {
+                if let Some(new) = buf.filled().get(before..)
+                    && !new.is_empty()
+                {
+                    this.head.on_bytes(new);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => match this.head.poll_expired(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "request head not complete within --client-header-timeout {}",
+                        crate::duration::fmt(this.head.timeout())
+                    ),
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+            ready => ready,
         }
     }
 }

@@ -28,6 +28,7 @@
 mod body;
 mod conn;
 mod forward;
+mod head;
 mod io;
 pub mod metrics;
 mod pool;
@@ -73,6 +74,10 @@ pub struct ProxyArgs {
     /// A response whose headers take longer than this is answered 504 (bodies may stream on).
     #[arg(long, env = "LASTCALL_UPSTREAM_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = duration::positive_arg)]
     pub upstream_timeout: Duration,
+    /// A request head must be complete this long after its first byte, or the connection
+    /// ends (slowloris). Idle keep-alive connections are never timed out.
+    #[arg(long, env = "LASTCALL_CLIENT_HEADER_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = duration::positive_arg)]
+    pub client_header_timeout: Duration,
 }
 
 /// The proxy could not start.
@@ -96,6 +101,7 @@ pub(crate) struct Shared {
     pub(crate) health_path: String,
     pub(crate) health: HealthCheck,
     pub(crate) upstream: forward::Upstream,
+    pub(crate) client_header_timeout: Duration,
 }
 
 /// Bind the listeners and start serving; returns once the proxy runs in the background.
@@ -128,6 +134,7 @@ pub async fn start(args: &ProxyArgs, health_path: &str, drain: &Drain) -> Result
             health_path: health_path.to_string(),
             health: HealthCheck::new(health_uri.clone()),
             upstream: forward::Upstream::new(upstream, args),
+            client_header_timeout: args.client_header_timeout,
         };
         std::thread::Builder::new()
             .name(format!("lastcall-proxy-{i}"))
