@@ -154,3 +154,84 @@ fn named_pipes_and_devices_are_read() {
         (Some(0), String::new(), String::new())
     );
 }
+
+/// (path, line, column, rule) of each JSON finding.
+fn placed(out: &Output) -> Vec<(String, u64, u64, String)> {
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["line"].as_u64().unwrap(),
+                f["column"].as_u64().unwrap(),
+                f["rule"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A leading byte-order mark (Windows editors write one) is ignored for every kind, in a
+/// directory scan and when the file is named; columns count from the first visible
+/// character.
+#[test]
+fn a_byte_order_mark_is_ignored_in_every_kind() {
+    let table: &[(&str, &str, (u64, u64, &str))] = &[
+        (
+            "Dockerfile",
+            "FROM alpine\nCMD app --port 80\n",
+            (2, 1, "LC101"),
+        ),
+        (
+            "deploy.yaml",
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  terminationGracePeriodSeconds: 10\n  containers:\n  - name: a\n    image: a\n    lifecycle:\n      preStop:\n        sleep: {seconds: 10}\n",
+            (11, 26, "LC206"),
+        ),
+        (
+            "td.json",
+            "{\"family\": \"f\", \"requiresCompatibilities\": [\"FARGATE\"], \"containerDefinitions\": [{\"name\": \"a\", \"image\": \"b\", \"stopTimeout\": 180}]}\n",
+            (1, 125, "LC202"),
+        ),
+        (
+            "template.yaml",
+            "AWSTemplateFormatVersion: '2010-09-09'\nResources:\n  Task:\n    Type: AWS::ECS::TaskDefinition\n    Properties:\n      RequiresCompatibilities: [FARGATE]\n      ContainerDefinitions:\n      - Name: a\n        Image: b\n        StopTimeout: 180\n",
+            (10, 22, "LC202"),
+        ),
+        (
+            "compose.yaml",
+            "services:\n  web:\n    image: ruby:3.3\n    command: sh -c \"./setup && ./server\"\n",
+            (4, 14, "LC102"),
+        ),
+    ];
+    for (name, body, (line, col, rule)) in table {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), name, &format!("\u{feff}{body}"));
+        let want = vec![(name.to_string(), *line, *col, rule.to_string())];
+        for args in [&["--format", "json", "."], &["--format", "json", *name]] {
+            let out = check(tmp.path(), args);
+            assert_eq!(
+                (text(&out.stderr), placed(&out)),
+                (String::new(), want.clone()),
+                "{name} {args:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_config_file_may_start_with_a_byte_order_mark() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "Dockerfile", SHELL_FORM);
+    write(
+        tmp.path(),
+        ".lastcall-check.yaml",
+        "\u{feff}ignore: [LC101]\n",
+    );
+    let out = check(tmp.path(), &["."]);
+    assert_eq!(
+        (out.status.code(), text(&out.stdout), text(&out.stderr)),
+        (Some(0), String::new(), String::new())
+    );
+}

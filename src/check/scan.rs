@@ -254,6 +254,15 @@ pub fn read(
     read_text(path, text, explicit, kind, facts)
 }
 
+/// The text without a leading UTF-8 byte-order mark, which Windows editors write and
+/// BuildKit, YAML and kubectl all skip; columns then count from the first visible character.
+pub(crate) fn without_bom(text: String) -> String {
+    match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    }
+}
+
 /// Read one file's text into `facts` (the part of [`read`] after the bytes are in hand;
 /// the fuzz targets start here).
 pub fn read_text(
@@ -263,6 +272,7 @@ pub fn read_text(
     kind: Option<Kind>,
     facts: &mut Facts,
 ) -> Result<(), FileError> {
+    let text = without_bom(text);
     let err = |span, message: String| FileError {
         path: path.to_path_buf(),
         span,
