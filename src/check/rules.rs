@@ -151,8 +151,8 @@ pub static RULES: &[Rule] = &[
         id: "LC208",
         severity: Severity::Error,
         title: "lastcall run would reject this configuration",
-        why: "lastcall run checks its flags and its stop timeline before it starts the app and refuses to start when they cannot work (a bad duration, a signal plan that cannot fit the stop timeout). The container would exit at once.",
-        fix: "Fix the flag or environment variable named in the message; `lastcall run --help` lists them.",
+        why: "lastcall checks its command line, its `LASTCALL_*` variables and its stop timeline before it starts the app, and refuses to start when they cannot work: an unknown option (`--stop-timout`, which would otherwise be run as the app), a missing `run` subcommand (`lastcall -- app`), a bad duration, a switch variable that is not a boolean (`LASTCALL_QUIET=maybe`; 1/0, true/false, yes/no, on/off, y/n, t/f are), a signal plan that cannot fit the stop timeout. The container would exit at once. check parses the command line with lastcall's own definition of it, and reads only the container's environment.",
+        fix: "Fix the flag or environment variable named in the message; `lastcall run --help` lists them. Options go between `run` and the app, and `--` before the app: ENTRYPOINT [\"/lastcall\", \"run\", \"--stop-timeout\", \"25s\", \"--\", \"app\"].",
     },
     Rule {
         id: "LC209",
