@@ -99,6 +99,13 @@ pub static RULES: &[Rule] = &[
         fix: "Set STOPSIGNAL SIGQUIT in the Dockerfile (the official image does), `stop_signal: SIGQUIT` in compose, or a lastcall plan that sends QUIT: --signal-plan QUIT@+0.",
     },
     Rule {
+        id: "LC107",
+        severity: Severity::Error,
+        title: "the stop signal is not a signal",
+        why: "A STOPSIGNAL, compose stop_signal or Kubernetes stopSignal must name a signal Linux has. An unknown name (SIGFOO, a typo such as SIGTREM) is refused when the image is built, the container created or the manifest applied; a number with no signal behind it (999) gets past Docker's checks, but the stop signal can then never be sent: the app gets nothing and is SIGKILLed at the end of the grace period with requests and jobs in flight.",
+        fix: "Name a signal, with or without SIG, in any case: SIGTERM (the default), SIGQUIT for nginx, SIGINT, SIGRTMIN+3 for systemd; or give its number, 1 to 64.",
+    },
+    Rule {
         id: "LC201",
         severity: Severity::Error,
         title: "app shutdown timeout not comfortably below the stop timeout",
