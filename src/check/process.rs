@@ -262,7 +262,12 @@ fn lastcall(loc: Loc, flags: &[Spanned<String>], env: &Env) -> Lastcall {
             let Some(long) = arg.get_long() else { continue };
             let short = arg.get_short().map(|c| format!("-{c}"));
             let on_command_line = explicit.iter().any(|e| e == long)
-                || short.is_some_and(|s| flags.iter().any(|w| w.value == s));
+                || short.is_some_and(|s| {
+                    flags
+                        .iter()
+                        .take_while(|w| w.value != "--")
+                        .any(|w| w.value == s)
+                });
             if on_command_line {
                 continue;
             }

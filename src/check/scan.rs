@@ -1,5 +1,6 @@
 //! Finding and reading the files: directories are walked (hidden directories,
-//! node_modules, vendor and target are skipped), each file's kind is told from its name
+//! node_modules, vendor and target are skipped; links to directories are not followed;
+//! only regular files are read; each file once), each file's kind is told from its name
 //! and content, and its facts are added to [`Facts`]. A file that cannot be read or parsed
 //! yields one [`FileError`]; the others are still read.
 
