@@ -108,6 +108,40 @@ const CASES: &[Case] = &[
     ("lc106-neg", &[]),
     ("lc106-neg-k8s", &[]),
     (
+        "lc107-pos",
+        &[(
+            "Dockerfile:3:12",
+            "LC107",
+            "STOPSIGNAL SIGFOO is not a signal; use a signal name such as SIGTERM or SIGQUIT, or a number from 1 to 64",
+        )],
+    ),
+    (
+        "lc107-pos-number",
+        &[(
+            "Dockerfile:3:12",
+            "LC107",
+            "STOPSIGNAL 999 is not a signal; use a signal name such as SIGTERM or SIGQUIT, or a number from 1 to 64",
+        )],
+    ),
+    (
+        "lc107-pos-compose",
+        &[(
+            "compose.yaml:7:18",
+            "LC107",
+            "stop_signal SIGQIUT is not a signal; use a signal name such as SIGTERM or SIGQUIT, or a number from 1 to 64",
+        )],
+    ),
+    (
+        "lc107-pos-k8s",
+        &[(
+            "deployment.yaml:17:25",
+            "LC107",
+            "stopSignal SIGTERMINATE is not a signal; use a signal name such as SIGTERM or SIGQUIT, or a number from 1 to 64",
+        )],
+    ),
+    ("lc107-neg", &[]),
+    ("lc107-neg-k8s", &[]),
+    (
         "lc201-pos-ecs",
         &[(
             "task-definition.json:12:7",

@@ -58,7 +58,7 @@ pub fn load(context: &Path, named: &[String], facts: &mut Facts) -> Vec<(String,
             continue;
         }
         if let Ok(text) = std::fs::read_to_string(&path) {
-            out.push((rel, facts.add_file(path, text)));
+            out.push((rel, facts.add_file(path, super::scan::without_bom(text))));
         }
     }
     out

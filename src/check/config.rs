@@ -66,7 +66,7 @@ pub fn load(explicit: Option<&Path>) -> Result<Config, String> {
     };
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("{}: cannot read the config file: {e}", path.display()))?;
-    parse(&text).map_err(|e| format!("{}:{e}", path.display()))
+    parse(&super::scan::without_bom(text)).map_err(|e| format!("{}:{e}", path.display()))
 }
 
 /// Parse the config text; errors read `line:col: what (how to fix)`.

@@ -1,4 +1,4 @@
-//! The rules about PID 1 (LC1xx), and the driver that reads all facts together: each
+//! The rules about PID 1 and its stop signal (LC1xx), and the driver that reads all facts together: each
 //! container of each deployment is matched with the Dockerfile that builds its image, so
 //! that a task definition's `command` is judged with the image's ENTRYPOINT and a compose
 //! `init: true` excuses the Dockerfile's missing init. A Dockerfile no deployment uses is
@@ -7,10 +7,10 @@
 use std::path::Path;
 
 use super::apps::{self, AppStop};
-use super::model::{Container, Deployment, Env, Facts, Image, Loc, Spanned};
+use super::model::{Container, Deployment, Env, Facts, Image, Loc, Platform, Spanned};
 use super::process::{self, Launch};
 use super::rules::{Rule, Severity, rule};
-use super::{shell, timing};
+use super::{shell, signal, timing};
 
 /// One problem found.
 #[derive(Debug, Clone)]
@@ -72,10 +72,37 @@ pub fn lint(facts: &Facts) -> Vec<Finding> {
             }
         }
     }
+    for image in &facts.images {
+        stop_signal_rule(image.stop_signal.as_ref(), "STOPSIGNAL", &mut out);
+    }
+    for dep in &facts.deployments {
+        let setting = match dep.platform {
+            Platform::Kubernetes => "stopSignal",
+            Platform::Compose | Platform::Ecs { .. } => "stop_signal",
+        };
+        for c in &dep.containers {
+            stop_signal_rule(c.stop_signal.as_ref(), setting, &mut out);
+        }
+    }
     timing::service_rules(facts, &mut out);
     out.sort_by(|a, b| (a.loc, a.rule.id).cmp(&(b.loc, b.rule.id)));
     out.dedup_by(|a, b| a.loc == b.loc && a.rule.id == b.rule.id);
     out
+}
+
+/// LC107: a stop signal that names no signal.
+fn stop_signal_rule(sig: Option<&Spanned<String>>, setting: &str, out: &mut Vec<Finding>) {
+    let Some(sig) = sig.filter(|s| signal::number(&s.value).is_none()) else {
+        return;
+    };
+    out.push(Finding::new(
+        "LC107",
+        sig.loc,
+        format!(
+            "{setting} {} is not a signal; use a signal name such as SIGTERM or SIGQUIT, or a number from 1 to 64",
+            sig.value.trim()
+        ),
+    ));
 }
 
 /// Which Dockerfile builds this container's image: the compose `build:` one; else the one
@@ -307,16 +334,11 @@ fn nginx_signal(
             .is_some_and(|i| is_official(&i.value)),
     };
     match set {
-        Some(sig) => {
-            let name = sig
-                .value
-                .trim()
-                .trim_start_matches("SIG")
-                .to_ascii_uppercase();
-            if name != "QUIT" && name != "3" {
-                out.push(Finding::new("LC106", sig.loc, format!("nginx is stopped with {}, its fast stop that drops open connections; use SIGQUIT", sig.value.trim())));
-            }
+        // A value that is not a signal at all is LC107's; nothing is known about the stop.
+        Some(sig) if signal::number(&sig.value).is_some() && !signal::is_quit(&sig.value) => {
+            out.push(Finding::new("LC106", sig.loc, format!("nginx is stopped with {}, its fast stop that drops open connections; use SIGQUIT", sig.value.trim())));
         }
+        Some(_) => {}
         None if !official => {
             let at = launch.head.loc;
             out.push(Finding::new("LC106", at, "nginx runs without a stop signal, so it gets SIGTERM (its fast stop, which drops open connections); set STOPSIGNAL SIGQUIT".to_string()));

@@ -33,6 +33,7 @@ pub mod process;
 pub mod rules;
 pub mod scan;
 pub mod shell;
+pub mod signal;
 pub mod timing;
 pub mod tree;
 

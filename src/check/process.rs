@@ -24,6 +24,9 @@ pub struct Init {
 #[derive(Debug, Clone)]
 pub struct Lastcall {
     pub loc: Loc,
+    /// How the command line starts, for messages: `lastcall run`, or `lastcall` when
+    /// it names no subcommand lastcall has.
+    pub command: &'static str,
     /// What `lastcall run` would make of its flags and `LASTCALL_*` variables.
     pub args: Result<Box<RunArgs>, String>,
     /// Where each flag was set (`stop-timeout` → the word or env var).
@@ -134,7 +137,31 @@ fn init_in(
         ),
         "catatonit" => (has("-g"), &[]),
         "init" | "s6-svscan" | "supervisord" | "runsvdir" | "my_init" => (true, &[]),
-        "lastcall" if rest.first().is_some_and(|w| w.value == "run") => {
+        "lastcall" if rest.first().is_none_or(|w| w.value != "run") => {
+            // `lastcall -- app`, `lastcall app`: no subcommand lastcall has, and the
+            // container exits at once. A real one (`lastcall check`) is no init.
+            let error = refused_without_run(&words[i..])?;
+            let at = rest
+                .iter()
+                .find(|w| error.contains(&format!("'{}'", w.value)))
+                .map_or(loc, |w| w.loc);
+            let lc = Lastcall {
+                loc: at,
+                command: "lastcall",
+                args: Err(error),
+                set_at: Vec::new(),
+            };
+            return Some((
+                Init {
+                    name: "lastcall".into(),
+                    loc,
+                    group: true,
+                },
+                Some(lc),
+                Vec::new(),
+            ));
+        }
+        "lastcall" => {
             let lc = lastcall(loc, &rest[1..], env);
             let group = lc.args.as_ref().map_or(true, |a| {
                 a.signal_mode == crate::supervise::SignalMode::Group
@@ -221,6 +248,9 @@ fn lastcall(loc: Loc, flags: &[Spanned<String>], env: &Env) -> Lastcall {
         set_at.push((name, at));
         i += 1;
     }
+    // The container's `LASTCALL_*` variables become flags: clap reads `env` only from the
+    // process environment, and that is the environment check runs in, not the container's.
+    let mut env_error = None;
     if let Some(run) = &run {
         for (k, v) in env {
             let Some(arg) = run
@@ -230,45 +260,122 @@ fn lastcall(loc: Loc, flags: &[Spanned<String>], env: &Env) -> Lastcall {
                 continue;
             };
             let Some(long) = arg.get_long() else { continue };
-            if explicit.iter().any(|e| e == long) {
+            let short = arg.get_short().map(|c| format!("-{c}"));
+            let on_command_line = explicit.iter().any(|e| e == long)
+                || short.is_some_and(|s| {
+                    flags
+                        .iter()
+                        .take_while(|w| w.value != "--")
+                        .any(|w| w.value == s)
+                });
+            if on_command_line {
                 continue;
             }
             set_at.push((long.to_string(), v.loc));
             if arg.get_action().takes_values() {
                 argv.push(format!("--{long}={}", v.value));
-            } else if !matches!(v.value.as_str(), "" | "0" | "false") {
-                argv.push(format!("--{long}"));
+                continue;
+            }
+            match switch(run, &v.value) {
+                Some(true) => argv.push(format!("--{long}")),
+                Some(false) => {}
+                None => {
+                    env_error.get_or_insert(format!(
+                        "invalid value '{}' for '--{long}' in {k} (use true or false, yes or no, on or off, 1 or 0)",
+                        v.value
+                    ));
+                }
             }
         }
     }
     argv.extend(flags.iter().map(|w| w.value.clone()));
-    let args = match run {
-        None => Err("lastcall has no run subcommand".to_string()),
-        Some(run) => {
+    let args = match (run, env_error) {
+        (None, _) => Err("lastcall has no run subcommand".to_string()),
+        (Some(_), Some(e)) => Err(e),
+        (Some(run), None) => {
             // Only what the container sets counts, not the environment check runs in.
             let run = run
                 .no_binary_name(true)
                 .mut_args(|a| a.env(None::<&'static str>));
             run.try_get_matches_from(&argv[1..])
                 .and_then(|m| RunArgs::from_arg_matches(&m))
-                .map(Box::new)
                 .map_err(|e| clap_line(&e))
+                .and_then(|a| match mistyped_flag(flags, &a.command) {
+                    Some(flag) => Err(format!("unknown option '{flag}' for lastcall run (options go before COMMAND; write -- before a COMMAND that starts with -)")),
+                    None => Ok(Box::new(a)),
+                })
         }
     };
-    Lastcall { loc, args, set_at }
+    Lastcall {
+        loc,
+        command: "lastcall run",
+        args,
+        set_at,
+    }
+}
+
+/// A switch's value in the environment, as `lastcall run` reads it: clap's
+/// [`BoolishValueParser`](clap::builder::BoolishValueParser), case-insensitive
+/// y/yes/t/true/on/1 and n/no/f/false/off/0; anything else (`None`) stops lastcall from
+/// starting.
+fn switch(run: &clap::Command, value: &str) -> Option<bool> {
+    use clap::builder::TypedValueParser;
+    clap::builder::BoolishValueParser::new()
+        .parse_ref(run, None, std::ffi::OsStr::new(value))
+        .ok()
+}
+
+/// `lastcall run` hands everything from the first word that is not one of its options to
+/// COMMAND, so a mistyped option would be run as the app; it refuses a COMMAND that starts
+/// with `-` unless a `--` ended the options (the same rule as `mistyped_flag` in
+/// src/run.rs; a test runs both on the same command lines).
+fn mistyped_flag(flags: &[Spanned<String>], command: &[std::ffi::OsString]) -> Option<String> {
+    let first = command.first()?.to_string_lossy();
+    let explicit = flags.iter().any(|w| w.value == "--") && !command.iter().any(|a| a == "--");
+    (first.starts_with('-') && !explicit).then(|| first.into_owned())
+}
+
+/// Why lastcall would exit at once when its first argument is not `run`, by lastcall's
+/// own clap definition; `None` when it would start (`lastcall check`, `--version`).
+fn refused_without_run(words: &[Spanned<String>]) -> Option<String> {
+    use clap::error::ErrorKind;
+    let mut cli = Cli::command();
+    let names: Vec<String> = cli
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    for name in names {
+        cli = cli.mut_subcommand(name, |c| c.mut_args(|a| a.env(None::<&'static str>)));
+    }
+    let argv = words.iter().map(|w| w.value.as_str());
+    let e = cli.try_get_matches_from(argv).err()?;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => None,
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
+            Some("no subcommand; write `lastcall run [OPTIONS] -- COMMAND`".to_string())
+        }
+        _ => Some(clap_line(&e)),
+    }
 }
 
 /// clap's message on one line, without its "error:" prefix and usage block.
 fn clap_line(e: &clap::Error) -> String {
     let text = e.to_string();
-    let mut out = Vec::new();
+    let mut out = String::new();
     for line in text.lines().map(str::trim) {
         if line.starts_with("Usage:") || line.starts_with("For more information") {
             break;
         }
-        if !line.is_empty() {
-            out.push(line.strip_prefix("error: ").unwrap_or(line).to_string());
+        if line.is_empty() {
+            continue;
         }
+        let line = line.strip_prefix("error: ").unwrap_or(line);
+        // A tip is a sentence of its own ("a similar subcommand exists: 'run'").
+        let sep = if line.starts_with("tip:") { "; " } else { " " };
+        if !out.is_empty() {
+            out.push_str(sep);
+        }
+        out.push_str(line);
     }
-    out.join(" ")
+    out
 }

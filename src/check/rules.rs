@@ -99,6 +99,13 @@ pub static RULES: &[Rule] = &[
         fix: "Set STOPSIGNAL SIGQUIT in the Dockerfile (the official image does), `stop_signal: SIGQUIT` in compose, or a lastcall plan that sends QUIT: --signal-plan QUIT@+0.",
     },
     Rule {
+        id: "LC107",
+        severity: Severity::Error,
+        title: "the stop signal is not a signal",
+        why: "A STOPSIGNAL, compose stop_signal or Kubernetes stopSignal must name a signal Linux has. An unknown name (SIGFOO, a typo such as SIGTREM) is refused when the image is built, the container created or the manifest applied; a number with no signal behind it (999) gets past Docker's checks, but the stop signal can then never be sent: the app gets nothing and is SIGKILLed at the end of the grace period with requests and jobs in flight.",
+        fix: "Name a signal, with or without SIG, in any case: SIGTERM (the default), SIGQUIT for nginx, SIGINT, SIGRTMIN+3 for systemd; or give its number, 1 to 64.",
+    },
+    Rule {
         id: "LC201",
         severity: Severity::Error,
         title: "app shutdown timeout not comfortably below the stop timeout",
@@ -151,8 +158,8 @@ pub static RULES: &[Rule] = &[
         id: "LC208",
         severity: Severity::Error,
         title: "lastcall run would reject this configuration",
-        why: "lastcall run checks its flags and its stop timeline before it starts the app and refuses to start when they cannot work (a bad duration, a signal plan that cannot fit the stop timeout). The container would exit at once.",
-        fix: "Fix the flag or environment variable named in the message; `lastcall run --help` lists them.",
+        why: "lastcall checks its command line, its `LASTCALL_*` variables and its stop timeline before it starts the app, and refuses to start when they cannot work: an unknown option (`--stop-timout`, which would otherwise be run as the app), a missing `run` subcommand (`lastcall -- app`), a bad duration, a switch variable that is not a boolean (`LASTCALL_QUIET=maybe`; 1/0, true/false, yes/no, on/off, y/n, t/f are), a signal plan that cannot fit the stop timeout. The container would exit at once. check parses the command line with lastcall's own definition of it, and reads only the container's environment.",
+        fix: "Fix the flag or environment variable named in the message; `lastcall run --help` lists them. Options go between `run` and the app, and `--` before the app: ENTRYPOINT [\"/lastcall\", \"run\", \"--stop-timeout\", \"25s\", \"--\", \"app\"].",
     },
     Rule {
         id: "LC209",

@@ -1,8 +1,10 @@
 //! Finding and reading the files: directories are walked (hidden directories,
-//! node_modules, vendor and target are skipped), each file's kind is told from its name
+//! node_modules, vendor and target are skipped; links to directories are not followed;
+//! only regular files are read; each file once), each file's kind is told from its name
 //! and content, and its facts are added to [`Facts`]. A file that cannot be read or parsed
 //! yields one [`FileError`]; the others are still read.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::config::Config;
@@ -46,34 +48,93 @@ fn is_data_name(name: &str) -> bool {
         && lower != super::config::FILE_NAME
 }
 
-/// The files to read: (path, named explicitly?).
+/// A file found for reading.
+struct Found {
+    path: PathBuf,
+    explicit: bool,
+    /// Reached through a symbolic link found in a directory.
+    link: bool,
+    /// (device, inode): the same file under two names is read once.
+    id: Option<(u64, u64)>,
+}
+
+impl Found {
+    /// Which of two names of one file to keep: the one the user named, else the file's
+    /// own name rather than a link's.
+    fn rank(&self) -> (bool, bool) {
+        (self.explicit, !self.link)
+    }
+}
+
+fn file_id(m: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino())
+}
+
+/// The files to read: (path, named explicitly?), each file once.
 pub fn collect(
     paths: &[PathBuf],
     config: &Config,
     errors: &mut Vec<FileError>,
 ) -> Vec<(PathBuf, bool)> {
-    let mut out = Vec::new();
+    let mut found = Vec::new();
     for p in paths {
-        if p.is_dir() {
-            walk(p, p, config, &mut out, errors, 0);
-        } else if p.as_os_str() == "-" || p.is_file() {
-            out.push((p.clone(), true));
-        } else {
-            errors.push(FileError {
+        if p.as_os_str() == "-" {
+            found.push(Found {
+                path: p.clone(),
+                explicit: true,
+                link: false,
+                id: None,
+            });
+            continue;
+        }
+        // A path the user names is read whatever it is (a pipe such as /dev/fd/63 from
+        // `<(…)`, a device); only directories found inside a walk are held to more.
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => walk(p, p, config, &mut found, errors, 0),
+            Ok(m) => found.push(Found {
+                path: p.clone(),
+                explicit: true,
+                link: false,
+                id: Some(file_id(&m)),
+            }),
+            Err(e) => errors.push(FileError {
                 path: p.clone(),
                 span: None,
-                message: "no such file or directory".into(),
-            });
+                message: if e.kind() == std::io::ErrorKind::NotFound {
+                    "no such file or directory".into()
+                } else {
+                    format!("cannot read: {e}")
+                },
+            }),
         }
     }
-    out
+    let mut keep: std::collections::HashMap<(u64, u64), usize> = Default::default();
+    for (i, f) in found.iter().enumerate() {
+        if let Some(id) = f.id {
+            let k = keep.entry(id).or_insert(i);
+            if found[*k].rank() < f.rank() {
+                *k = i;
+            }
+        }
+    }
+    found
+        .into_iter()
+        .enumerate()
+        .filter(|(i, f)| f.id.is_none_or(|id| keep.get(&id) == Some(i)))
+        .map(|(_, f)| (f.path, f.explicit))
+        .collect()
 }
 
+/// Walk `dir` like ripgrep does by default: symbolic links to directories are not
+/// followed (so a link loop such as `ln -s . a` cannot repeat the tree), a link to a
+/// file is read (once, under the file's own name when the walk meets that too), and only
+/// regular files are read: a FIFO named `x.yaml` would block the scan forever.
 fn walk(
     root: &Path,
     dir: &Path,
     config: &Config,
-    out: &mut Vec<(PathBuf, bool)>,
+    out: &mut Vec<Found>,
     errors: &mut Vec<FileError>,
     depth: usize,
 ) {
@@ -96,11 +157,17 @@ fn walk(
     // `lastcall check .` shows `Dockerfile`, not `./Dockerfile`.
     let mut entries: Vec<_> = entries
         .filter_map(Result::ok)
-        .map(|e| e.path())
-        .map(|p| p.strip_prefix(".").map(Path::to_path_buf).unwrap_or(p))
+        .filter_map(|e| {
+            let path = e.path();
+            let path = path
+                .strip_prefix(".")
+                .map(Path::to_path_buf)
+                .unwrap_or(path);
+            Some((path, e.file_type().ok()?))
+        })
         .collect();
-    entries.sort();
-    for path in entries {
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    for (path, ty) in entries {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
@@ -108,14 +175,30 @@ fn walk(
         if config.excluded_below(root, &path) {
             continue;
         }
-        if path.is_dir() {
+        if ty.is_dir() {
             if !(name.starts_with('.')
                 || matches!(name.as_str(), "node_modules" | "vendor" | "target"))
             {
                 walk(root, &path, config, out, errors, depth + 1);
             }
-        } else if is_dockerfile_name(&name) || is_data_name(&name) {
-            out.push((path, false));
+            continue;
+        }
+        if !(is_dockerfile_name(&name) || is_data_name(&name)) {
+            continue;
+        }
+        // A link is followed to see what it names; anything but a regular file is skipped.
+        let meta = if ty.is_symlink() {
+            std::fs::metadata(&path)
+        } else {
+            std::fs::symlink_metadata(&path)
+        };
+        if let Some(m) = meta.ok().filter(std::fs::Metadata::is_file) {
+            out.push(Found {
+                path,
+                explicit: false,
+                link: ty.is_symlink(),
+                id: Some(file_id(&m)),
+            });
         }
     }
 }
@@ -136,7 +219,8 @@ pub fn read(
     };
     let text = if stdin {
         let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+        std::io::stdin()
+            .read_to_string(&mut s)
             .map_err(|e| err(None, format!("cannot read stdin: {e}")))?;
         s
     } else {
@@ -147,7 +231,17 @@ pub fn read(
                 format!("file is {len} bytes, larger than the 4 MiB a deployment file may be"),
             ));
         }
-        let bytes = std::fs::read(path).map_err(|e| err(None, format!("cannot read: {e}")))?;
+        // A pipe or device has no length to go by: read at most one byte over the limit.
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(|e| err(None, format!("cannot read: {e}")))?;
+        if bytes.len() as u64 > MAX_BYTES {
+            return Err(err(
+                None,
+                "more than 4 MiB, larger than a deployment file may be".to_string(),
+            ));
+        }
         String::from_utf8(bytes).map_err(|e| {
             err(
                 None,
@@ -161,6 +255,15 @@ pub fn read(
     read_text(path, text, explicit, kind, facts)
 }
 
+/// The text without a leading UTF-8 byte-order mark, which Windows editors write and
+/// BuildKit, YAML and kubectl all skip; columns then count from the first visible character.
+pub(crate) fn without_bom(text: String) -> String {
+    match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    }
+}
+
 /// Read one file's text into `facts` (the part of [`read`] after the bytes are in hand;
 /// the fuzz targets start here).
 pub fn read_text(
@@ -170,6 +273,7 @@ pub fn read_text(
     kind: Option<Kind>,
     facts: &mut Facts,
 ) -> Result<(), FileError> {
+    let text = without_bom(text);
     let err = |span, message: String| FileError {
         path: path.to_path_buf(),
         span,

@@ -41,11 +41,7 @@ fn setting(dep: &Deployment, at: Option<Loc>, d: Duration) -> String {
 pub fn lastcall_rules(launch: &Launch, out: &mut Vec<Finding>) {
     let Some(lc) = &launch.lastcall else { return };
     match &lc.args {
-        Err(e) => out.push(Finding::new(
-            "LC208",
-            blamed(lc, e),
-            format!("lastcall run would refuse to start: {e}"),
-        )),
+        Err(e) => out.push(refused(lc, e)),
         Ok(args) => {
             if let Err(e) = args.budget() {
                 let at = lc
@@ -60,6 +56,15 @@ pub fn lastcall_rules(launch: &Launch, out: &mut Vec<Finding>) {
             }
         }
     }
+}
+
+/// LC208 for a command line or environment lastcall refuses.
+fn refused(lc: &super::process::Lastcall, error: &str) -> Finding {
+    Finding::new(
+        "LC208",
+        blamed(lc, error),
+        format!("{} would refuse to start: {error}", lc.command),
+    )
 }
 
 /// Where the flag a lastcall error names was set (its word or its `LASTCALL_*`
@@ -120,11 +125,7 @@ pub fn container_rules(
         let args = match &lc.args {
             Ok(a) => a,
             Err(e) => {
-                out.push(Finding::new(
-                    "LC208",
-                    lc.loc,
-                    format!("lastcall run would refuse to start: {e}"),
-                ));
+                out.push(refused(lc, e));
                 return;
             }
         };
