@@ -215,6 +215,14 @@ fn boolean_variables_take_exactly_the_values_run_takes() {
             vec![]
         };
         assert_eq!(lc208(&check(tmp.path(), &dockerfile)), want, "{value:?}");
+        // And the real binary agrees.
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_lastcall"))
+            .args(["run", "--", "true"])
+            .env("LASTCALL_QUIET", value)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(if refused { 2 } else { 0 }), "{value:?}");
     }
 }
 
