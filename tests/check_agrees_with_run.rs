@@ -222,7 +222,11 @@ fn boolean_variables_take_exactly_the_values_run_takes() {
             .stderr(std::process::Stdio::null())
             .status()
             .unwrap();
-        assert_eq!(status.code(), Some(if refused { 2 } else { 0 }), "{value:?}");
+        assert_eq!(
+            status.code(),
+            Some(if refused { 2 } else { 0 }),
+            "{value:?}"
+        );
     }
 }
 
