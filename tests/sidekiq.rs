@@ -132,6 +132,11 @@ fn stop_a_busy_worker(longest: usize) {
         "lastcall was still running at the orchestrator's SIGKILL\n{log}"
     );
     assert!(counts.ends_with(" lost=0"), "{counts}\n{log}");
+    // The plan's first step is Sidekiq's quiet signal: it must have arrived.
+    assert!(
+        log.contains("Received TSTP, no longer accepting new work"),
+        "Sidekiq never went quiet\n{log}"
+    );
     assert!(
         !log.contains("sending SIGKILL before the orchestrator does"),
         "the worker needed SIGKILL\n{log}"

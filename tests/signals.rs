@@ -319,3 +319,65 @@ fn on_a_terminal_the_third_ctrl_c_kills_at_once() {
     );
     assert!(out.contains("exit 137"), "{out}");
 }
+
+/// Sidekiq's plan: TSTP ("quiet") at once, TERM later. The TSTP must arrive: a CONT sent
+/// right after it (to wake processes it might have stopped) made the kernel discard it
+/// while it was still pending, so the worker never went quiet.
+#[test]
+fn a_tstp_step_reaches_the_worker_before_its_term() {
+    let dir = support::tempdir();
+    let rec = dir.path().join("rec");
+    let mut lc = Lastcall::start(&[
+        "run",
+        "--stop-timeout",
+        "3s",
+        "--signal-plan",
+        "TSTP@+0,TERM@-1500ms",
+        "--",
+        "python3",
+        RECORDER,
+        rec.to_str().unwrap(),
+    ]);
+    wait_ready(&rec, 1);
+    let t0 = monotonic();
+    lc.signal(Signal::SIGTERM);
+    assert_eq!(
+        lc.wait(Duration::from_secs(10)).code(),
+        Some(0),
+        "{}",
+        lc.log()
+    );
+    let tstp = arrival(&rec, "SIGTSTP").unwrap_or_else(|| panic!("no TSTP: {:?}", lines(&rec)));
+    let term = arrival(&rec, "SIGTERM").unwrap_or_else(|| panic!("no TERM: {:?}", lines(&rec)));
+    assert!(tstp - t0 < 0.5, "TSTP at +{:.3}s", tstp - t0);
+    assert!(term > tstp + 1.0, "TERM at +{:.3}s", term - t0);
+}
+
+/// `docker kill -s TSTP` (a worker's quiet signal) reaches a lastcall that is not PID 1
+/// and has no terminal: it is forwarded, and lastcall must not suspend itself as it does
+/// for job control on a terminal, or the stop that follows would never run.
+#[test]
+fn without_a_terminal_tstp_is_forwarded_and_lastcall_keeps_running() {
+    let dir = support::tempdir();
+    let rec = dir.path().join("rec");
+    let mut lc = Lastcall::start(&[
+        "run",
+        "--stop-timeout",
+        "5s",
+        "--",
+        "python3",
+        RECORDER,
+        rec.to_str().unwrap(),
+    ]);
+    wait_ready(&rec, 1);
+    lc.signal(Signal::SIGTSTP);
+    assert!(
+        wait_until(Duration::from_secs(5), || arrival(&rec, "SIGTSTP")
+            .is_some()),
+        "{:?}",
+        lines(&rec)
+    );
+    lc.signal(Signal::SIGTERM);
+    let status = lc.wait(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{}", lc.log());
+}

@@ -88,11 +88,14 @@ pub struct Supervisor {
     is_pid1: bool,
     tty: bool,
     main_status: Option<ExitStatus>,
+    /// The app ended after lastcall's SIGKILL went out (so a SIGKILL status is ours).
+    main_after_kill: bool,
     ctrl_c: u32,
     plan: Vec<(Instant, Signal)>,
     kill_at: Option<Instant>,
     orphan_kill_at: Option<Instant>,
-    killed: bool,
+    /// Why lastcall sent SIGKILL, once it has.
+    killed: Option<&'static str>,
     give_up_at: Option<Instant>,
 }
 
@@ -146,11 +149,12 @@ impl Supervisor {
             is_pid1: nix::unistd::getpid().as_raw() == 1,
             tty: nix::unistd::isatty(std::io::stdin()).unwrap_or(false),
             main_status: None,
+            main_after_kill: false,
             ctrl_c: 0,
             plan: Vec::new(),
             kill_at: None,
             orphan_kill_at: None,
-            killed: false,
+            killed: None,
             give_up_at: None,
         })
     }
@@ -175,7 +179,7 @@ impl Supervisor {
                     Err(e) => {
                         // Without signals lastcall cannot reap or stop; kill rather than hang.
                         tracing::error!("reading signals failed: {e}; killing the app");
-                        self.kill_everything();
+                        self.kill_everything("lastcall could not read signals");
                         return self.finish();
                     }
                 },
@@ -211,7 +215,7 @@ impl Supervisor {
             }
         };
         consider(self.plan.first().map(|(at, _)| *at), Timer::PlanStep);
-        if !self.killed {
+        if self.killed.is_none() {
             consider(self.kill_at, Timer::Kill);
             consider(self.orphan_kill_at, Timer::OrphanKill);
         }
@@ -233,9 +237,11 @@ impl Supervisor {
             s if self.opts.stop_signals.contains(&s) => self.on_stop_signal(s),
             s @ (Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU) => {
                 self.forward(s);
-                // Job control: the app is suspended, so suspend lastcall too and give the
-                // terminal back to the shell. PID 1 cannot be stopped and has no shell.
-                if !self.is_pid1 {
+                // Job control on a terminal: the app is suspended, so suspend lastcall too
+                // and give the terminal back to the shell. Without a terminal this is a
+                // worker's quiet signal (`docker kill -s TSTP`), and a stopped lastcall
+                // would never run the stop that follows. PID 1 cannot be stopped.
+                if self.tty && !self.is_pid1 {
                     signal_pid(nix::unistd::getpid(), Signal::SIGSTOP);
                 }
             }
@@ -249,13 +255,38 @@ impl Supervisor {
             self.ctrl_c += 1;
             if self.ctrl_c >= 3 {
                 tracing::warn!("third Ctrl-C: killing everything now");
-                self.kill_everything();
+                self.kill_everything("the third Ctrl-C");
                 return;
             }
         }
         let name = sig.as_str();
         if self.drain.request_stop(name) && self.tty && sig == Signal::SIGINT {
             tracing::info!("press Ctrl-C twice more to kill at once");
+        }
+        // The app already exited and its leftovers are in their grace: the orchestrator's
+        // deadline now bounds that grace too.
+        if let (Some(grace_ends), Some(clock)) = (self.orphan_kill_at, self.drain.clock()) {
+            let kill_at = clock.at(self.drain.budget().kill_at());
+            if kill_at < grace_ends {
+                self.orphan_kill_at = Some(kill_at);
+            }
+        }
+    }
+
+    /// A plan step: to the app (as [`Self::forward`]), and to orphans re-parented to
+    /// lastcall that signal would not reach (daemons that left the app's process group
+    /// with setsid): they are part of the container too, and get the same chance to stop.
+    fn send_step(&self, sig: Signal) {
+        self.forward(sig);
+        let me = nix::unistd::getpid();
+        for pid in procs::children_of(me) {
+            let reached = match self.opts.signal_mode {
+                SignalMode::Group => nix::unistd::getpgid(Some(pid)).ok() == Some(self.child),
+                SignalMode::Child => pid == self.child,
+            };
+            if !reached {
+                signal_pid(pid, sig);
+            }
         }
     }
 
@@ -301,45 +332,74 @@ impl Supervisor {
             Timer::PlanStep => {
                 if !self.plan.is_empty() {
                     let (_, sig) = self.plan.remove(0);
-                    if self.main_status.is_none() || self.opts.signal_mode == SignalMode::Group {
-                        tracing::info!("sending {} to the app", signal_name(sig));
-                        self.forward(sig);
-                        // TSTP means "quiet" to workers such as Sidekiq, which trap it; a
-                        // shell in the same group that does not would stop, and a stopped
-                        // process never acts on the TERM that follows. CONT wakes it and
-                        // means nothing to processes that kept running.
-                        if matches!(sig, Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU) {
-                            self.forward(Signal::SIGCONT);
-                        }
+                    tracing::info!("sending {} to the app", signal_name(sig));
+                    self.send_step(sig);
+                    // A stopped process never acts on TERM: CONT wakes it (systemd does the
+                    // same). Never after a stop signal: generating CONT discards a pending
+                    // TSTP, and TSTP is Sidekiq's "quiet". A process that does not trap TSTP
+                    // is not stopped by it either: the app's process group is orphaned (its
+                    // own session), and the kernel discards stop signals there.
+                    if !matches!(
+                        sig,
+                        Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU | Signal::SIGSTOP
+                    ) {
+                        self.send_step(Signal::SIGCONT);
                     }
                 }
             }
             Timer::Kill => {
-                let left = procs::children_of(nix::unistd::getpid()).len();
                 tracing::warn!(
-                    "{left} process(es) still running at the kill margin: sending SIGKILL before the orchestrator does"
+                    "{} still running at the kill margin: sending SIGKILL before the orchestrator does",
+                    self.count_left()
                 );
-                self.kill_everything();
+                self.kill_everything("it did not stop by the kill margin");
             }
             Timer::OrphanKill => {
                 tracing::warn!(
-                    "processes left after the app exited did not stop within --orphan-grace: SIGKILL"
+                    "{} left after the app exited did not stop within --orphan-grace: SIGKILL",
+                    self.count_left()
                 );
-                self.kill_everything();
+                self.kill_everything("it was left behind and did not stop within the grace");
             }
             Timer::GiveUp => {
-                tracing::warn!("some processes did not go away after SIGKILL; exiting anyway");
+                tracing::warn!(
+                    "{} did not go away after SIGKILL (stuck in the kernel?); exiting anyway",
+                    self.count_left()
+                );
                 return true;
             }
         }
         false
     }
 
-    fn kill_everything(&mut self) {
-        self.killed = true;
+    /// "3 processes": as PID 1 every process of the container counts; otherwise lastcall
+    /// only sees its own children (descendants below them are not counted).
+    fn count_left(&self) -> String {
+        let n = if self.is_pid1 {
+            procs::all_but_self()
+        } else {
+            procs::children_of(nix::unistd::getpid()).len()
+        };
+        match (n, self.is_pid1) {
+            (1, true) => "1 process".to_string(),
+            (n, true) => format!("{n} processes"),
+            (1, false) => "1 child process".to_string(),
+            (n, false) => format!("{n} child processes"),
+        }
+    }
+
+    fn kill_everything(&mut self, why: &'static str) {
+        self.killed = Some(why);
         self.plan.clear();
         self.give_up_at = Some(Instant::now() + AFTER_KILL);
         signal_group(self.child, Signal::SIGKILL);
+        self.sweep();
+    }
+
+    /// SIGKILL to every child and its group, and as PID 1 to every process in the PID
+    /// namespace. Repeated as processes die: a grandchild is re-parented to lastcall only
+    /// when its parent is gone, and then it is lastcall's to kill.
+    fn sweep(&self) {
         for pid in procs::children_of(nix::unistd::getpid()) {
             signal_pid(pid, Signal::SIGKILL);
             signal_group(pid, Signal::SIGKILL);
@@ -357,14 +417,20 @@ impl Supervisor {
         for ended in &reaped.ended {
             if ended.pid == self.child {
                 self.main_status = Some(ended.status);
+                self.main_after_kill = self.killed.is_some();
                 self.on_main_exit(ended.status);
             }
         }
         if reaped.none_left && self.main_status.is_some() {
             return true;
         }
-        if self.killed && reaped.none_left {
-            return true;
+        if self.killed.is_some() {
+            if reaped.none_left {
+                return true;
+            }
+            if !reaped.ended.is_empty() {
+                self.sweep();
+            }
         }
         false
     }
@@ -408,11 +474,31 @@ impl Supervisor {
             Some(s) => s.code(),
             None => ExitStatus::Signal(Signal::SIGKILL).code(),
         };
-        self.drain.enter(Phase::Exited, "every process has exited");
+        let left = if self.is_pid1 {
+            procs::all_but_self()
+        } else {
+            procs::children_of(nix::unistd::getpid()).len()
+        };
+        if left == 0 {
+            self.drain.enter(Phase::Exited, "every process has exited");
+        } else {
+            self.drain.enter(
+                Phase::Exited,
+                "exiting with processes left that survived SIGKILL",
+            );
+        }
+        let killed_by_us = self.main_status.is_none()
+            || (self.main_after_kill
+                && self.main_status == Some(ExitStatus::Signal(Signal::SIGKILL)));
         match (self.main_status, self.killed) {
-            (Some(s), false) => tracing::info!("exit {code}: the app {s}"),
-            (Some(s), true) => tracing::warn!("exit {code}: the app {s}; leftovers were killed"),
-            (None, _) => tracing::warn!("exit {code}: the app was killed by lastcall"),
+            (Some(s), None) => tracing::info!("exit {code}: the app {s}"),
+            (Some(s), Some(why)) if !killed_by_us => {
+                tracing::warn!("exit {code}: the app {s}; lastcall killed what was left: {why}")
+            }
+            (_, Some(why)) => {
+                tracing::warn!("exit {code}: lastcall killed the app with SIGKILL: {why}")
+            }
+            (None, None) => tracing::warn!("exit {code}: the app was killed by lastcall"),
         }
         code
     }

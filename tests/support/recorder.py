@@ -4,7 +4,15 @@
 # "ignore" (keep running).
 import os, signal, sys, time
 
-out = open(sys.argv[1], "a", buffering=1)
+# os.write on a raw descriptor: a handler interrupted by the next signal (lastcall sends
+# CONT right after TERM) must not hit Python's "reentrant call" on a buffered file.
+out_fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+class _Out:
+    def write(self, text):
+        os.write(out_fd, text.encode())
+
+out = _Out()
 on_term = sys.argv[2] if len(sys.argv) > 2 else "exit"
 stopping = []
 
