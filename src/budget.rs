@@ -52,7 +52,7 @@ pub enum BudgetError {
         timeout: String,
     },
     #[error(
-        "signal plan step {step} fires at {at} after the stop began, but stopping may begin as late as {latest} (unready {unready} + closing {closing}); lower --deregistration-delay / --drain-timeout or raise --stop-timeout"
+        "signal plan step {step} fires at {at} after the stop began, but stopping may begin as late as {latest} (unready {unready} + closing {closing}); lower --deregistration-delay (or --pre-stop-delay) / --drain-timeout or raise --stop-timeout"
     )]
     StepBeforeStopping {
         step: String,
@@ -70,7 +70,7 @@ pub enum BudgetError {
         timeout: String,
     },
     #[error(
-        "unready {unready} + closing {closing} leave the app no time before lastcall's SIGKILL at {kill_at} (--stop-timeout {timeout} minus --kill-margin); lower them or raise --stop-timeout"
+        "unready {unready} + closing {closing} leave the app no time before lastcall's SIGKILL at {kill_at} (--stop-timeout {timeout} minus --kill-margin); lower --deregistration-delay (or --pre-stop-delay) / --drain-timeout or raise --stop-timeout"
     )]
     NoTimeToStop {
         unready: String,
@@ -475,7 +475,7 @@ mod tests {
                 "TERM@-25s",
                 30,
                 true,
-                "signal plan step TERM@-25s fires at 5s after the stop began, but stopping may begin as late as 10s (unready 10s + closing 0s); lower --deregistration-delay / --drain-timeout or raise --stop-timeout",
+                "signal plan step TERM@-25s fires at 5s after the stop began, but stopping may begin as late as 10s (unready 10s + closing 0s); lower --deregistration-delay (or --pre-stop-delay) / --drain-timeout or raise --stop-timeout",
             ),
         ];
         for (plan, timeout, unready, msg) in table {

@@ -87,12 +87,15 @@ pub fn arg(input: &str) -> Result<Duration, String> {
     parse(input).map_err(|e| e.to_string())
 }
 
-/// For clap: a duration that must be more than zero (a timeout of 0 fails everything).
+/// For clap: a duration that must be more than zero (a timeout of 0 fails everything; a
+/// kill margin of 0 lets the orchestrator's SIGKILL arrive first).
 pub fn positive_arg(input: &str) -> Result<Duration, String> {
     match parse(input) {
-        Ok(d) if d.is_zero() => Err(format!(
-            "`{input}` would time out at once: it must be more than 0 (write e.g. 30s)"
-        )),
+        Ok(d) if d.is_zero() => Err(DurationError {
+            input: input.to_string(),
+            why: "it must be more than 0",
+        }
+        .to_string()),
         other => other.map_err(|e| e.to_string()),
     }
 }

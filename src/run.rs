@@ -29,7 +29,7 @@ pub struct RunArgs {
     #[arg(long, env = "LASTCALL_STOP_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = duration::arg)]
     pub stop_timeout: Duration,
     /// lastcall SIGKILLs what is left this long before the deadline, so the exit is its own.
-    #[arg(long, env = "LASTCALL_KILL_MARGIN", value_name = "DURATION", default_value = "1s", value_parser = duration::arg)]
+    #[arg(long, env = "LASTCALL_KILL_MARGIN", value_name = "DURATION", default_value = "1s", value_parser = duration::positive_arg)]
     pub kill_margin: Duration,
     /// Which signals the app gets during stopping and when: +D after stopping begins, -D
     /// before the deadline. Sidekiq: TSTP@+0,TERM@-12s.
@@ -208,6 +208,7 @@ async fn supervise(args: RunArgs, budget: Budget) -> i32 {
             quiet_period: args.proxy.listen.map(|_| args.proxy.quiet_period),
             start_in_starting: args.proxy.listen.is_some(),
             drain_file: args.drain_file.clone(),
+            health: args.health_listen.is_some() || args.proxy.listen.is_some(),
         },
     );
 

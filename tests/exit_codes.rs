@@ -161,7 +161,11 @@ fn usage_mistakes_are_one_line_and_exit_2() {
         ),
         (
             &["run", "--upstream-timeout", "0s", "--", "true"],
-            "lastcall: invalid value '0s' for '--upstream-timeout <DURATION>': `0s` would time out at once: it must be more than 0 (write e.g. 30s) (see lastcall --help)",
+            "lastcall: invalid value '0s' for '--upstream-timeout <DURATION>': invalid duration `0s`: it must be more than 0 (write e.g. 500ms, 30s, 2m or 1m30s) (see lastcall --help)",
+        ),
+        (
+            &["run", "--kill-margin", "0", "--", "true"],
+            "lastcall: invalid value '0' for '--kill-margin <DURATION>': invalid duration `0`: it must be more than 0 (write e.g. 500ms, 30s, 2m or 1m30s) (see lastcall --help)",
         ),
         (
             &["run", "--stop-signals", "QUIT,KILL", "--", "true"],

@@ -122,6 +122,9 @@ pub struct DrainOptions {
     /// Created when the stop begins, whatever began it (seed 000's flag file for apps
     /// that check one); it holds what began the stop.
     pub drain_file: Option<PathBuf>,
+    /// A health endpoint (or the proxy) tells the load balancer; without one, unready is
+    /// only `--pre-stop-delay`, and the logs say so.
+    pub health: bool,
 }
 
 impl Default for DrainOptions {
@@ -131,6 +134,7 @@ impl Default for DrainOptions {
             quiet_period: None,
             start_in_starting: false,
             drain_file: None,
+            health: true,
         }
     }
 }
@@ -410,7 +414,11 @@ impl Drain {
         if !budget.unready_cap.is_zero() {
             self.enter(
                 Phase::Unready,
-                "health answers 503 so the load balancer lets go",
+                if self.inner.opts.health {
+                    "health answers 503 so the load balancer lets go"
+                } else {
+                    "waiting --pre-stop-delay before the app is signalled (a preStop sleep)"
+                },
             );
             let cap = clock.at(budget.unready_cap);
             let mut let_go: Option<Instant> = None;
@@ -433,7 +441,11 @@ impl Drain {
                     (None, None) => {}
                 }
                 if now >= cap {
-                    break "unready reached its cap (deregistration delay)";
+                    break if self.inner.opts.health {
+                        "unready reached its cap (deregistration delay)"
+                    } else {
+                        "the pre-stop delay is over"
+                    };
                 }
                 let quiet = self.quiet_until();
                 if quiet.is_some_and(|q| now >= q) {
