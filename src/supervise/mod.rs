@@ -375,16 +375,22 @@ impl Supervisor {
     /// "3 processes": as PID 1 every process of the container counts; otherwise lastcall
     /// only sees its own children (descendants below them are not counted).
     fn count_left(&self) -> String {
-        let n = if self.is_pid1 {
-            procs::all_but_self()
-        } else {
-            procs::children_of(nix::unistd::getpid()).len()
-        };
+        let n = self.left();
         match (n, self.is_pid1) {
             (1, true) => "1 process".to_string(),
             (n, true) => format!("{n} processes"),
             (1, false) => "1 child process".to_string(),
             (n, false) => format!("{n} child processes"),
+        }
+    }
+
+    /// Processes still running: as PID 1 every other process of the container, otherwise
+    /// lastcall's own children.
+    fn left(&self) -> usize {
+        if self.is_pid1 {
+            procs::all_but_self()
+        } else {
+            procs::children_of(nix::unistd::getpid()).len()
         }
     }
 
@@ -474,12 +480,7 @@ impl Supervisor {
             Some(s) => s.code(),
             None => ExitStatus::Signal(Signal::SIGKILL).code(),
         };
-        let left = if self.is_pid1 {
-            procs::all_but_self()
-        } else {
-            procs::children_of(nix::unistd::getpid()).len()
-        };
-        if left == 0 {
+        if self.left() == 0 {
             self.drain.enter(Phase::Exited, "every process has exited");
         } else {
             self.drain.enter(

@@ -94,19 +94,14 @@ pub fn children_of(parent: Pid) -> Vec<Pid> {
 /// How many live processes /proc shows besides lastcall: as PID 1 of a PID namespace,
 /// every other process of the container.
 pub fn all_but_self() -> usize {
-    let me = std::process::id().to_string();
+    let me = std::process::id();
     let Ok(dir) = fs::read_dir("/proc") else {
         return 0;
     };
     dir.flatten()
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .filter(|name| *name != me && name.parse::<i32>().is_ok())
-        .filter(|name| parent_of_str(name).is_some())
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| u32::try_from(*pid).ok() != Some(me) && parent_of(*pid).is_some())
         .count()
-}
-
-fn parent_of_str(pid: &str) -> Option<i32> {
-    parent_of(pid.parse().ok()?)
 }
 
 fn parent_of(pid: i32) -> Option<i32> {
