@@ -48,12 +48,13 @@ impl HeadClock {
 
     /// A complete head reached the service: the request is being served.
     pub(crate) fn head_complete(&self) {
+        // From HEAD, or from IDLE when the head came in a read before the connection went
+        // idle (pipelining); never out of OFF.
         let _ = self
             .state
-            .compare_exchange(HEAD, BUSY, Ordering::Relaxed, Ordering::Relaxed);
-        let _ = self
-            .state
-            .compare_exchange(IDLE, BUSY, Ordering::Relaxed, Ordering::Relaxed);
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                (s != OFF).then_some(BUSY)
+            });
     }
 
     /// The connection now carries something other than HTTP/1 heads (an upgrade).
