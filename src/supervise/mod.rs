@@ -463,8 +463,8 @@ impl Supervisor {
         let left = procs::children_of(nix::unistd::getpid());
         if !left.is_empty() {
             tracing::info!(
-                "{} process(es) left behind: SIGTERM, SIGKILL after {}",
-                left.len(),
+                "{} left behind: SIGTERM, SIGKILL after {}",
+                self.count_left(),
                 duration::fmt(self.opts.orphan_grace)
             );
             signal_group(self.child, Signal::SIGTERM);
