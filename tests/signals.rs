@@ -35,6 +35,19 @@ fn wait_ready(path: &Path, n: usize) {
     assert!(ok, "the recorder never got ready: {:?}", lines(path));
 }
 
+/// `lastcall run OPTS -- recorder`, once the recorder is ready: its temp dir (kept alive
+/// by the caller), the file it records signals in, and lastcall.
+fn start_recorder(opts: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, Lastcall) {
+    let dir = support::tempdir();
+    let rec = dir.path().join("rec");
+    let mut args = vec!["run"];
+    args.extend_from_slice(opts);
+    args.extend(["--", "python3", RECORDER, rec.to_str().unwrap()]);
+    let lc = Lastcall::start(&args);
+    wait_ready(&rec, 1);
+    (dir, rec, lc)
+}
+
 /// When `name` arrived, in CLOCK_MONOTONIC seconds.
 fn arrival(path: &Path, name: &str) -> Option<f64> {
     lines(path)
@@ -135,20 +148,12 @@ fn the_app_runs_in_a_session_of_its_own() {
 
 #[test]
 fn signal_plan_steps_fire_on_time() {
-    let dir = support::tempdir();
-    let rec = dir.path().join("rec");
-    let mut lc = Lastcall::start(&[
-        "run",
+    let (_dir, rec, mut lc) = start_recorder(&[
         "--stop-timeout",
         "5s",
         "--signal-plan",
         "USR1@+0,USR2@+1s,TERM@-2s",
-        "--",
-        "python3",
-        RECORDER,
-        rec.to_str().unwrap(),
     ]);
-    wait_ready(&rec, 1);
     let t0 = monotonic();
     lc.signal(Signal::SIGTERM);
     let status = lc.wait(Duration::from_secs(10));
@@ -325,20 +330,12 @@ fn on_a_terminal_the_third_ctrl_c_kills_at_once() {
 /// while it was still pending, so the worker never went quiet.
 #[test]
 fn a_tstp_step_reaches_the_worker_before_its_term() {
-    let dir = support::tempdir();
-    let rec = dir.path().join("rec");
-    let mut lc = Lastcall::start(&[
-        "run",
+    let (_dir, rec, mut lc) = start_recorder(&[
         "--stop-timeout",
         "3s",
         "--signal-plan",
         "TSTP@+0,TERM@-1500ms",
-        "--",
-        "python3",
-        RECORDER,
-        rec.to_str().unwrap(),
     ]);
-    wait_ready(&rec, 1);
     let t0 = monotonic();
     lc.signal(Signal::SIGTERM);
     assert_eq!(
@@ -358,18 +355,7 @@ fn a_tstp_step_reaches_the_worker_before_its_term() {
 /// for job control on a terminal, or the stop that follows would never run.
 #[test]
 fn without_a_terminal_tstp_is_forwarded_and_lastcall_keeps_running() {
-    let dir = support::tempdir();
-    let rec = dir.path().join("rec");
-    let mut lc = Lastcall::start(&[
-        "run",
-        "--stop-timeout",
-        "5s",
-        "--",
-        "python3",
-        RECORDER,
-        rec.to_str().unwrap(),
-    ]);
-    wait_ready(&rec, 1);
+    let (_dir, rec, mut lc) = start_recorder(&["--stop-timeout", "5s"]);
     lc.signal(Signal::SIGTSTP);
     assert!(
         wait_until(Duration::from_secs(5), || arrival(&rec, "SIGTSTP")
