@@ -153,10 +153,9 @@ impl RunArgs {
 /// Run the app under supervision; returns lastcall's exit code.
 pub fn run(args: RunArgs) -> i32 {
     crate::log::init(args.log_format, args.quiet);
-    if let Some(flag) = mistyped_flag(&args.command) {
-        return usage(&format!(
-            "unknown option '{flag}' for lastcall run (options go before COMMAND; write -- before a COMMAND that starts with -)"
-        ));
+    let separator = std::env::args_os().any(|a| a == "--");
+    if let Some(mistake) = mistyped_flag(separator, &args.command) {
+        return usage(&mistake);
     }
     if let Some(mistake) = args.conflicts() {
         return usage(&mistake);
@@ -279,14 +278,19 @@ async fn watch_trigger_file(path: PathBuf, drain: Drain) {
 }
 
 /// clap takes everything from the first positional on as COMMAND, so `--stop-timout 5s app`
-/// would try to run a program called `--stop-timout`. Without an explicit `--`, a COMMAND
-/// starting with `-` is a mistyped option.
-fn mistyped_flag(command: &[OsString]) -> Option<String> {
+/// would try to run a program called `--stop-timout`. Without an explicit `--` among the
+/// arguments (`separator`), a COMMAND starting with `-` is a mistyped option; this returns
+/// the usage error. `lastcall check` applies the same rule to the command lines it reads.
+pub(crate) fn mistyped_flag(separator: bool, command: &[OsString]) -> Option<String> {
     let first = command.first()?.to_string_lossy();
     // `run --bogus -- app` reaches here as COMMAND `--bogus -- app`: the `--` that should
     // have ended the options was swallowed with the rest.
-    let explicit = std::env::args_os().any(|a| a == "--") && !command.iter().any(|a| a == "--");
-    (first.starts_with('-') && !explicit).then(|| first.into_owned())
+    let explicit = separator && !command.iter().any(|a| a == "--");
+    (first.starts_with('-') && !explicit).then(|| {
+        format!(
+            "unknown option '{first}' for lastcall run (options go before COMMAND; write -- before a COMMAND that starts with -)"
+        )
+    })
 }
 
 fn usage(msg: &str) -> i32 {

@@ -208,10 +208,10 @@ fn entrypoint_scripts(stage: &Stage, context: &Path) -> Vec<(String, PathBuf)> {
                 context.join("bin").join(&base),
             ],
         };
-        if let Some(p) = candidates.into_iter().find(|p| p.is_file()) {
-            if !found.iter().any(|(n, _): &(String, PathBuf)| *n == prog) {
-                found.push((prog, p));
-            }
+        if let Some(p) = candidates.into_iter().find(|p| p.is_file())
+            && !found.iter().any(|(n, _): &(String, PathBuf)| *n == prog)
+        {
+            found.push((prog, p));
         }
     }
     found
@@ -221,31 +221,31 @@ fn entrypoint_scripts(stage: &Stage, context: &Path) -> Vec<(String, PathBuf)> {
 fn command(ins: &Instr, shell: &[String], loc: Loc, what: &'static str, file: FileId) -> Argv {
     let at = Loc { file, span: ins.at };
     let args = ins.args.trim();
-    if args.starts_with('[') {
-        if let Ok(words) = serde_json::from_str::<Vec<String>>(args) {
-            let starts = string_starts(args);
-            let exact = !ins.multiline && starts.len() == words.len();
-            let word_loc = |i: usize| match starts.get(i) {
-                Some(off) if exact => Loc {
-                    file,
-                    span: Span {
-                        line: ins.at.line,
-                        col: ins.at.col + off,
-                    },
+    if args.starts_with('[')
+        && let Ok(words) = serde_json::from_str::<Vec<String>>(args)
+    {
+        let starts = string_starts(args);
+        let exact = !ins.multiline && starts.len() == words.len();
+        let word_loc = |i: usize| match starts.get(i) {
+            Some(off) if exact => Loc {
+                file,
+                span: Span {
+                    line: ins.at.line,
+                    col: ins.at.col + off,
                 },
-                _ => at,
-            };
-            return Argv {
-                words: words
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, w)| Spanned::new(w, word_loc(i)))
-                    .collect(),
-                shell_form: false,
-                loc,
-                what,
-            };
-        }
+            },
+            _ => at,
+        };
+        return Argv {
+            words: words
+                .into_iter()
+                .enumerate()
+                .map(|(i, w)| Spanned::new(w, word_loc(i)))
+                .collect(),
+            shell_form: false,
+            loc,
+            what,
+        };
     }
     let mut words: Vec<Spanned<String>> =
         shell.iter().map(|w| Spanned::new(w.clone(), at)).collect();

@@ -77,10 +77,10 @@ fn container(c: &Node, file: FileId, shared_pid: Option<Loc>) -> Container {
     };
     let mut env: Env = Vec::new();
     for e in c.get("env").map(Node::seq).unwrap_or_default() {
-        if let (Some(name), Some(value)) = (e.get("name").and_then(Node::str), e.get("value")) {
-            if let Some(v) = value.str() {
-                env.push((name.to_string(), Spanned::new(v.to_string(), loc(value))));
-            }
+        if let (Some(name), Some(value)) = (e.get("name").and_then(Node::str), e.get("value"))
+            && let Some(v) = value.str()
+        {
+            env.push((name.to_string(), Spanned::new(v.to_string(), loc(value))));
         }
     }
     Container {

@@ -65,11 +65,11 @@ pub fn lint(facts: &Facts) -> Vec<Finding> {
         }
     }
     for (i, image) in facts.images.iter().enumerate() {
-        if !used[i] {
-            if let Some(launch) = process::launch(Some(image), None, &image.env) {
-                pid1_rules(facts, &launch, Some(image), None, &image.env, &mut out);
-                timing::lastcall_rules(&launch, &mut out);
-            }
+        if !used[i]
+            && let Some(launch) = process::launch(Some(image), None, &image.env)
+        {
+            pid1_rules(facts, &launch, Some(image), None, &image.env, &mut out);
+            timing::lastcall_rules(&launch, &mut out);
         }
     }
     for image in &facts.images {
@@ -308,13 +308,13 @@ fn nginx_signal(
     out: &mut Vec<Finding>,
 ) {
     if let Some(lc) = &launch.lastcall {
-        if let Ok(args) = &lc.args {
-            if let Some(step) = args.signal_plan.steps().first() {
-                let name = crate::budget::signal_name(step.signal);
-                if name != "QUIT" {
-                    let at = lc.at("signal-plan").unwrap_or(lc.loc);
-                    out.push(Finding::new("LC106", at, format!("lastcall's signal plan sends nginx {name} first; nginx stops gracefully only on QUIT (--signal-plan QUIT@+0)")));
-                }
+        if let Ok(args) = &lc.args
+            && let Some(step) = args.signal_plan.steps().first()
+        {
+            let name = crate::budget::signal_name(step.signal);
+            if name != "QUIT" {
+                let at = lc.at("signal-plan").unwrap_or(lc.loc);
+                out.push(Finding::new("LC106", at, format!("lastcall's signal plan sends nginx {name} first; nginx stops gracefully only on QUIT (--signal-plan QUIT@+0)")));
             }
         }
         return;

@@ -74,10 +74,10 @@ pub fn launch(image: Option<&Image>, c: Option<&Container>, env: &Env) -> Option
     });
     let head = ep.or(cmd)?.clone();
     let mut words = head.words.clone();
-    if let (Some(ep), Some(cmd)) = (ep, cmd) {
-        if !ep.shell_form {
-            words.extend(cmd.words.iter().cloned());
-        }
+    if let (Some(ep), Some(cmd)) = (ep, cmd)
+        && !ep.shell_form
+    {
+        words.extend(cmd.words.iter().cloned());
     }
     if words.is_empty() {
         return None;
@@ -300,9 +300,12 @@ fn lastcall(loc: Loc, flags: &[Spanned<String>], env: &Env) -> Lastcall {
             run.try_get_matches_from(&argv[1..])
                 .and_then(|m| RunArgs::from_arg_matches(&m))
                 .map_err(|e| clap_line(&e))
-                .and_then(|a| match mistyped_flag(flags, &a.command) {
-                    Some(flag) => Err(format!("unknown option '{flag}' for lastcall run (options go before COMMAND; write -- before a COMMAND that starts with -)")),
-                    None => Ok(Box::new(a)),
+                .and_then(|a| {
+                    let separator = flags.iter().any(|w| w.value == "--");
+                    match crate::run::mistyped_flag(separator, &a.command) {
+                        Some(mistake) => Err(mistake),
+                        None => Ok(Box::new(a)),
+                    }
                 })
         }
     };
@@ -323,16 +326,6 @@ fn switch(run: &clap::Command, value: &str) -> Option<bool> {
     clap::builder::BoolishValueParser::new()
         .parse_ref(run, None, std::ffi::OsStr::new(value))
         .ok()
-}
-
-/// `lastcall run` hands everything from the first word that is not one of its options to
-/// COMMAND, so a mistyped option would be run as the app; it refuses a COMMAND that starts
-/// with `-` unless a `--` ended the options (the same rule as `mistyped_flag` in
-/// src/run.rs; a test runs both on the same command lines).
-fn mistyped_flag(flags: &[Spanned<String>], command: &[std::ffi::OsString]) -> Option<String> {
-    let first = command.first()?.to_string_lossy();
-    let explicit = flags.iter().any(|w| w.value == "--") && !command.iter().any(|a| a == "--");
-    (first.starts_with('-') && !explicit).then(|| first.into_owned())
 }
 
 /// Why lastcall would exit at once when its first argument is not `run`, by lastcall's

@@ -81,25 +81,33 @@ fn blamed(lc: &super::process::Lastcall, error: &str) -> Loc {
 /// Rules that need no command line: Fargate's limit and the preStop sleep.
 pub fn container_rules_without_command(dep: &Deployment, c: &Container, out: &mut Vec<Finding>) {
     let (stop, stop_at) = stop_timeout(dep, c);
-    if let (Platform::Ecs { fargate: true }, Some(at)) = (dep.platform, stop_at) {
-        if stop > FARGATE_MAX {
-            out.push(Finding::new(
-                "LC202",
-                at,
-                format!(
-                    "stopTimeout {} is above Fargate's maximum of 120s",
-                    stop.as_secs()
-                ),
-            ));
-        }
+    if let (Platform::Ecs { fargate: true }, Some(at)) = (dep.platform, stop_at)
+        && stop > FARGATE_MAX
+    {
+        out.push(Finding::new(
+            "LC202",
+            at,
+            format!(
+                "stopTimeout {} is above Fargate's maximum of 120s",
+                stop.as_secs()
+            ),
+        ));
     }
-    if let Some(pre) = &c.pre_stop_sleep {
-        if pre.value >= stop {
-            out.push(
-                Finding::new("LC206", pre.loc, format!("preStop sleeps {} but {} ends then: the app gets SIGTERM and SIGKILL together", fmt(pre.value), setting(dep, stop_at, stop)))
-                    .related(stop_at, "the grace period"),
-            );
-        }
+    if let Some(pre) = &c.pre_stop_sleep
+        && pre.value >= stop
+    {
+        out.push(
+            Finding::new(
+                "LC206",
+                pre.loc,
+                format!(
+                    "preStop sleeps {} but {} ends then: the app gets SIGTERM and SIGKILL together",
+                    fmt(pre.value),
+                    setting(dep, stop_at, stop)
+                ),
+            )
+            .related(stop_at, "the grace period"),
+        );
     }
 }
 

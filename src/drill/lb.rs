@@ -248,7 +248,7 @@ impl Lb {
         let node = &self.nodes[n];
         self.refresh();
         let task_ok = !lock(&self.task).removed && lock(&node.view).healthy;
-        let take_task = node.next.fetch_add(1, Ordering::Relaxed) % 2 == 0;
+        let take_task = node.next.fetch_add(1, Ordering::Relaxed).is_multiple_of(2);
         // With the task out of rotation, the peer takes everything (it is always healthy,
         // so ALB's fail-open with no healthy target never applies).
         let backend = if take_task && task_ok {
