@@ -137,9 +137,11 @@ pub async fn serve(listener: TcpListener, path: String, drain: Drain, check: Hea
     }
 }
 
-/// For clap: the health endpoint's path, e.g. `/health`.
+/// For clap: a URL path such as `/health` (a query may follow), for every path flag of
+/// `run` and `drill`: it starts with `/` and is something an HTTP request line can carry.
 pub fn path_arg(s: &str) -> Result<String, String> {
-    if s.starts_with('/') && !s.contains(char::is_whitespace) {
+    let valid = s.starts_with('/') && s.parse::<hyper::http::uri::PathAndQuery>().is_ok();
+    if valid && !s.contains(char::is_whitespace) {
         Ok(s.to_string())
     } else {
         Err(format!("`{s}` is not a path (write it like /health)"))
@@ -154,5 +156,29 @@ pub fn upstream_arg(s: &str) -> Result<Uri, String> {
         Ok(uri)
     } else {
         Err(bad())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_flags_take_url_paths() {
+        for ok in ["/", "/health", "/api/ping?deep=1", "/lastcall/health"] {
+            assert_eq!(path_arg(ok).as_deref(), Ok(ok));
+        }
+        let table = [
+            ("health", "`health` is not a path (write it like /health)"),
+            ("", "`` is not a path (write it like /health)"),
+            ("/a b", "`/a b` is not a path (write it like /health)"),
+            (
+                "http://x/health",
+                "`http://x/health` is not a path (write it like /health)",
+            ),
+        ];
+        for (input, msg) in table {
+            assert_eq!(path_arg(input).unwrap_err(), msg, "{input}");
+        }
     }
 }

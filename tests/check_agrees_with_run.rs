@@ -147,6 +147,26 @@ const CASES: &[Case] = &[
             "lastcall run would refuse to start: invalid value 'maybe' for '--quiet' in LASTCALL_QUIET (use true or false, yes or no, on or off, 1 or 0)",
         )),
     ),
+    // A path flag the proxy would reject is a usage error, found by check too.
+    (
+        &[
+            "/lastcall",
+            "run",
+            "--listen",
+            ":8080",
+            "--upstream",
+            "3000",
+            "--upstream-health-path",
+            "health",
+            "--",
+            "true",
+        ],
+        None,
+        Some((
+            "3:95",
+            "lastcall run would refuse to start: invalid value 'health' for '--upstream-health-path <PATH>': `health` is not a path (write it like /health)",
+        )),
+    ),
     // -q on the command line wins over the variable, which is then not read.
     (
         &["/lastcall", "run", "-q", "--", "true"],

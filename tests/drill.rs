@@ -496,7 +496,7 @@ fn usage_errors_exit_2_with_one_line() {
         ),
         (
             &["--health-path", "health"],
-            "lastcall: --health-path `health` must start with / (write e.g. /health)",
+            "lastcall: invalid value 'health' for '--health-path <PATH>': `health` is not a path (write it like /health) (see lastcall --help)",
         ),
         (
             &["--port", "18080", "--app-port", "18080"],
@@ -524,7 +524,7 @@ fn usage_errors_exit_2_with_one_line() {
         ),
         (
             &["--request-path", "api"],
-            "lastcall: --request-path `api` must start with / (write e.g. / or /api/ping)",
+            "lastcall: invalid value 'api' for '--request-path <PATH>': `api` is not a path (write it like /health) (see lastcall --help)",
         ),
         (
             &["--unhealthy-threshold", "0"],

@@ -551,7 +551,7 @@ fn usage_errors_are_one_clear_line_and_exit_2() {
                 "--upstream-health-path",
                 "health",
             ],
-            "lastcall: --upstream-health-path `health` is not a path (write it like /health)\n",
+            "lastcall: invalid value 'health' for '--upstream-health-path <PATH>': `health` is not a path (write it like /health) (see lastcall --help)\n",
         ),
     ];
     for (args, msg) in table {

@@ -65,10 +65,10 @@ pub struct DrillArgs {
     pub app_port: Option<u16>,
     /// The app's health path: the LB checks it when bare; under lastcall, lastcall answers
     /// the LB's checks itself and asks the app here while serving.
-    #[arg(long, value_name = "PATH", default_value = "/health")]
+    #[arg(long, value_name = "PATH", default_value = "/health", value_parser = crate::health::path_arg)]
     pub health_path: String,
     /// Path of the requests the load sends.
-    #[arg(long, value_name = "PATH", default_value = "/")]
+    #[arg(long, value_name = "PATH", default_value = "/", value_parser = crate::health::path_arg)]
     pub request_path: String,
     /// Requests per second, sent at a constant rate through the LB.
     #[arg(long, value_name = "N", default_value_t = 200.0)]
@@ -213,18 +213,6 @@ pub fn settings(args: DrillArgs) -> Result<Settings, String> {
                 dir.display()
             ));
         }
-    }
-    if !args.health_path.starts_with('/') {
-        return Err(format!(
-            "--health-path `{}` must start with / (write e.g. /health)",
-            args.health_path
-        ));
-    }
-    if !args.request_path.starts_with('/') {
-        return Err(format!(
-            "--request-path `{}` must start with / (write e.g. / or /api/ping)",
-            args.request_path
-        ));
     }
     if args.port.is_some() && args.port == args.app_port {
         return Err("--port and --app-port must differ (lastcall listens on --port and forwards to the app on --app-port)".to_string());
