@@ -487,6 +487,43 @@ fn a_head_that_never_completes_is_cut_off_an_idle_connection_is_not() {
     assert_eq!(idle.get("/hello").unwrap().status, 200);
 }
 
+/// A client that stops sending its upload holds the request up, not the app: at
+/// --upstream-timeout it gets 408 and its connection is closed, and nothing counts against
+/// the app (no 504, no upstream error).
+#[test]
+fn a_stalled_upload_is_the_clients_408_not_the_apps_504() {
+    use std::io::Write;
+    let lc = Lastcall::start(&["--upstream-timeout", "300ms"]);
+    let mut c = Conn::open(lc.proxy).unwrap();
+    c.raw()
+        .get_mut()
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten b")
+        .unwrap();
+    let r = c.read_response(false).unwrap();
+    assert_eq!(r.status, 408);
+    assert_eq!(
+        r.body_text(),
+        "408 request timeout: the request body stopped arriving\n"
+    );
+    assert!(r.closes(), "{:?}", r.header("connection"));
+    c.read_eof().unwrap();
+
+    let m = get(lc.admin, "/metrics").body_text();
+    assert!(
+        m.contains("lastcall_upstream_errors_total{kind=\"timeout\"} 0\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("lastcall_requests_total{phase=\"serving\",code=\"408\"} 1\n"),
+        "{m}"
+    );
+    assert!(!lc.log_text().contains("504 for POST"), "{}", lc.log_text());
+    // An upload that completes is the app's to answer, as ever.
+    let mut c = Conn::open(lc.proxy).unwrap();
+    let r = c.request("POST", "/upload", &[], b"all of it").unwrap();
+    assert_eq!((r.status, r.body_text().as_str()), (200, "got 9 bytes\n"));
+}
+
 #[test]
 fn a_slow_app_is_answered_504_with_a_log_line() {
     let lc = Lastcall::start(&["--upstream-timeout", "300ms"]);

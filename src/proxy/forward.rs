@@ -18,6 +18,7 @@ use super::ProxyArgs;
 use super::body::ProxyBody;
 use super::metrics::{self, UpstreamError};
 use super::pool::{Lease, Pool, SendError};
+use super::upload;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -56,6 +57,7 @@ impl Upstream {
     ) -> Result<(Response<Incoming>, Lease), Response<ProxyBody>> {
         let method = req.method().clone();
         let path = self.rewrite(&mut req, xff, upgrade);
+        let (req, upload) = upload::watch(req);
         let sent = async {
             if upgrade {
                 self.pool.send_upgrade(req).await
@@ -102,6 +104,23 @@ impl Upstream {
                     StatusCode::BAD_GATEWAY,
                     "502 bad gateway: the app did not answer\n",
                 ))
+            }
+            Err(_) if upload.client_stalled() => {
+                // lastcall was waiting for the client's next body bytes, not for the app.
+                tracing::debug!(
+                    "408 for {method} {}: the request body stopped arriving within --upstream-timeout {}",
+                    path.path(),
+                    crate::duration::fmt(self.timeout)
+                );
+                let mut resp = local(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "408 request timeout: the request body stopped arriving\n",
+                );
+                // The rest of the body may still come: this connection cannot carry
+                // another request (RFC 9110 15.5.9).
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                Err(resp)
             }
             Err(_) => {
                 metrics::upstream_error(UpstreamError::Timeout);

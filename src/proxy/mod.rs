@@ -35,6 +35,7 @@ mod pool;
 mod ready;
 mod service;
 mod tunnel;
+mod upload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -71,7 +72,8 @@ pub struct ProxyArgs {
     /// A connection to the app that takes longer than this is answered 502.
     #[arg(long, env = "LASTCALL_UPSTREAM_CONNECT_TIMEOUT", value_name = "DURATION", default_value = "5s", value_parser = duration::arg)]
     pub upstream_connect_timeout: Duration,
-    /// A response whose headers take longer than this is answered 504 (bodies may stream on).
+    /// A response whose headers take longer than this is answered 504 (bodies may stream on);
+    /// 408 instead when it was the client's upload that stalled.
     #[arg(long, env = "LASTCALL_UPSTREAM_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = duration::positive_arg)]
     pub upstream_timeout: Duration,
     /// A request head must be complete this long after its first byte, or the connection

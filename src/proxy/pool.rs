@@ -41,6 +41,8 @@ use hyper::body::{Body, Incoming};
 use hyper::client::conn::http1;
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
+
+use super::upload::ClientBody;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -57,7 +59,7 @@ type Driver = http1::Connection<TokioIo<TcpStream>, UpBody>;
 
 /// The body of a request to the app: the client's, streamed (`Left`), or none for a
 /// replayed head (`Right`).
-pub(crate) type UpBody = Either<Incoming, Empty<Bytes>>;
+pub(crate) type UpBody = Either<ClientBody, Empty<Bytes>>;
 
 /// A copy of a request that may be sent again: idempotent and without a body.
 fn replayable(req: &Request<UpBody>) -> Option<Request<UpBody>> {
@@ -207,7 +209,7 @@ impl Pool {
     /// that carries its body.
     pub(crate) async fn send(
         self: &Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
     ) -> Result<(Response<Incoming>, Lease), SendError> {
         let mut req = req.map(UpBody::Left);
         let mut replayed = false;
@@ -245,7 +247,7 @@ impl Pool {
     /// the upgraded bytes can flow after the response.
     pub(crate) async fn send_upgrade(
         self: &Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
     ) -> Result<(Response<Incoming>, Lease), SendError> {
         let req = req.map(UpBody::Left);
         let stream = self.dial().await?;

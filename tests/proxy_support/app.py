@@ -5,7 +5,8 @@
 #   GET  /headers           the request target and headers it received, one "name: value" a line
 #   GET  /slow?ms=N         answers after N ms
 #   GET  /stream?chunks=N&ms=M   N chunks of "chunk i\n", M ms apart (chunked)
-#   POST /echo              the request body back (Content-Length)
+#   POST /echo              the request body back (Content-Length), streamed as it comes
+#   POST /upload            "got N bytes" once the whole body is in, as most apps answer
 #   GET  /ws (Upgrade)      101, then echoes raw bytes until the client closes
 #   GET|POST /close-reused  200 as the first request of a connection; as a later one, the
 #                           connection is closed without an answer (the keep-alive race)
@@ -97,6 +98,10 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_text(200, "first on this connection\n")
             return
         n = int(self.headers.get("Content-Length", "0"))
+        if self.path == "/upload":
+            got = len(self.rfile.read(n))
+            self.send_text(200, f"got {got} bytes\n")
+            return
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(n))
