@@ -12,7 +12,8 @@
 # Rust's symbol names), or when `bash bench/footprint.sh` reports that few of the ordered
 # symbols were found. A stale file costs resident memory, never correctness.
 #
-# Needs valgrind (callgrind records every function that runs) and python3.
+# Needs valgrind (callgrind records every function that runs), python3, and perf for the
+# native pass (optional). Takes about two minutes.
 #
 #   bash link/order.sh
 set -euo pipefail
