@@ -9,8 +9,9 @@
 # run -- sleep 60` had 3.2 MB resident. Placed together they touch ~1/6 of it.
 #
 # When to run: after a dependency, feature or profile change (those change the hashes in
-# Rust's symbol names), or when `bash bench/footprint.sh` reports that few of the ordered
-# symbols were found. A stale file costs resident memory, never correctness.
+# Rust's symbol names), after a stretch of code changes, before measuring or releasing, or
+# when `bash bench/footprint.sh` reports that few of the ordered symbols were found. A
+# stale file costs resident memory, never correctness.
 #
 # Needs valgrind (callgrind records every function that runs), python3, and perf for the
 # native pass (optional). Takes about two minutes.
