@@ -208,36 +208,65 @@ fn append_xff(headers: &mut HeaderMap, peer: &HeaderValue) {
     }
 }
 
-/// Remove the headers that describe one connection, not the message (RFC 9110 7.6.1),
-/// including any the `Connection` header names.
+/// The headers that describe one connection, not the message (RFC 9110 7.6.1).
+/// `Connection` is first: the headers it names go too.
+static HOP_BY_HOP: [&HeaderName; 9] = [
+    &header::CONNECTION,
+    &header::UPGRADE,
+    &KEEP_ALIVE,
+    &PROXY_CONNECTION,
+    &header::PROXY_AUTHENTICATE,
+    &header::PROXY_AUTHORIZATION,
+    &header::TE,
+    &header::TRAILER,
+    &header::TRANSFER_ENCODING,
+];
+
+/// Remove the hop-by-hop headers, including any the `Connection` header names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the names instead of ten hashed removals: most messages carry none of
-    // these, or only `Connection`, and this runs twice per proxied request.
-    if !headers.keys().any(is_hop_by_hop) {
+    // One pass over the names, then a hashed removal only for those present: most
+    // messages carry none, or only `Connection: keep-alive`, and this runs twice per
+    // proxied request (nine removals each cost more than the rest of the rewriting).
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = hop_by_hop_index(name) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
         return;
     }
-    strip_named_by_connection(headers);
-    headers.remove(header::CONNECTION);
-    headers.remove(header::UPGRADE);
-    strip_common(headers);
+    if present & 1 != 0 {
+        strip_named_by_connection(headers);
+    }
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(*name);
+        }
+    }
+}
+
+/// Where `name` is in [`HOP_BY_HOP`]. A match on the name's text, which the compiler
+/// turns into a length switch: cheaper than nine `HeaderName` comparisons per header.
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    match name.as_str() {
+        "connection" => Some(0),
+        "upgrade" => Some(1),
+        "keep-alive" => Some(2),
+        "proxy-connection" => Some(3),
+        "proxy-authenticate" => Some(4),
+        "proxy-authorization" => Some(5),
+        "te" => Some(6),
+        "trailer" => Some(7),
+        "transfer-encoding" => Some(8),
+        _ => None,
+    }
 }
 
 /// For an upgrade the `Upgrade` and `Connection: upgrade` headers are the request itself.
 fn strip_for_upgrade(headers: &mut HeaderMap) {
     strip_common(headers);
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-}
-
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    *name == header::CONNECTION
-        || *name == header::UPGRADE
-        || *name == KEEP_ALIVE
-        || *name == PROXY_CONNECTION
-        || *name == header::PROXY_AUTHENTICATE
-        || *name == header::PROXY_AUTHORIZATION
-        || *name == header::TE
-        || *name == header::TRAILER
-        || *name == header::TRANSFER_ENCODING
 }
 
 fn strip_common(headers: &mut HeaderMap) {
@@ -339,6 +368,18 @@ mod tests {
         ]);
         strip_hop_by_hop(&mut h);
         assert_eq!(names(&h), ["accept"]);
+    }
+
+    #[test]
+    fn the_index_names_the_same_headers_as_the_table() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name), Some(i), "{name}");
+        }
+        assert_eq!(hop_by_hop_index(&header::CONTENT_LENGTH), None);
+        // Only what is present goes; the rest of the message is untouched.
+        let mut h = map(&[("connection", "keep-alive"), ("content-length", "3")]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(names(&h), ["content-length"]);
     }
 
     #[test]
