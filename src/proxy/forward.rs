@@ -263,20 +263,13 @@ fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
     }
 }
 
-/// For an upgrade the `Upgrade` and `Connection: upgrade` headers are the request itself.
+/// For an upgrade the `Upgrade` and `Connection: upgrade` headers are the request itself:
+/// every other hop-by-hop header goes (the table's first two are those two).
 fn strip_for_upgrade(headers: &mut HeaderMap) {
-    strip_common(headers);
+    for name in &HOP_BY_HOP[2..] {
+        headers.remove(*name);
+    }
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-}
-
-fn strip_common(headers: &mut HeaderMap) {
-    headers.remove(&KEEP_ALIVE);
-    headers.remove(&PROXY_CONNECTION);
-    headers.remove(header::PROXY_AUTHENTICATE);
-    headers.remove(header::PROXY_AUTHORIZATION);
-    headers.remove(header::TE);
-    headers.remove(header::TRAILER);
-    headers.remove(header::TRANSFER_ENCODING);
 }
 
 fn strip_named_by_connection(headers: &mut HeaderMap) {
