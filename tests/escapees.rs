@@ -18,8 +18,8 @@ use support::{Lastcall, monotonic, wait_until};
 
 const RECORDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/recorder.py");
 /// A process that ignores TERM; its last argument is a marker to find it by.
-const IGNORES_TERM: &str =
-    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)";
+/// Ignores TERM, then creates the file named by its second argument to say so.
+const IGNORES_TERM: &str = "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); open(sys.argv[2], \"w\").close(); time.sleep(300)";
 
 fn got(path: &Path, what: &str) -> bool {
     std::fs::read_to_string(path)
@@ -135,7 +135,14 @@ fn nested_escapees_are_all_killed_at_the_kill_margin() {
 #[test]
 fn a_stop_during_the_orphan_grace_still_ends_before_the_deadline() {
     let marker = format!("leftover-{}", std::process::id());
-    let app = format!("python3 -c '{IGNORES_TERM}' {marker} & sleep 0.2; exit 3");
+    // The app exits only once the leftover ignores TERM: the orphan grace's TERM must not
+    // catch it before that.
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ignoring");
+    let ready = ready.display();
+    let app = format!(
+        "python3 -c '{IGNORES_TERM}' {marker} {ready} & while [ ! -e {ready} ]; do sleep 0.01; done; exit 3"
+    );
     let mut lc = Lastcall::start(&[
         "run",
         "--orphan-grace",
