@@ -572,11 +572,25 @@ fn an_app_that_never_gets_ready_is_stopped_at_the_ready_timeout() {
 fn usage_errors_are_one_clear_line_and_exit_2() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = taken.local_addr().unwrap().to_string();
+    // Another lastcall, or an nginx with `reuseport`: the port could be shared silently.
+    let shared = reuseport_listener();
+    let shared = shared
+        .local_addr()
+        .unwrap()
+        .as_socket()
+        .unwrap()
+        .to_string();
     let table: &[(&[&str], &str)] = &[
         (
             &["--listen", &taken, "--upstream", "3000"],
             &format!(
                 "lastcall: cannot listen on --listen {taken}: Address already in use (os error 98)\n"
+            ),
+        ),
+        (
+            &["--listen", &shared, "--upstream", "3000"],
+            &format!(
+                "lastcall: cannot listen on --listen {shared}: Address already in use (os error 98)\n"
             ),
         ),
         (
@@ -608,4 +622,21 @@ fn usage_errors_are_one_clear_line_and_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--upstream <ADDR>"), "{err}");
+}
+
+/// A listener on 127.0.0.1 that lets any other `SO_REUSEPORT` socket of this user share
+/// its port.
+fn reuseport_listener() -> socket2::Socket {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.set_reuse_port(true).unwrap();
+    s.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    s.listen(16).unwrap();
+    s
 }

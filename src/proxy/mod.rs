@@ -122,6 +122,7 @@ pub async fn start(args: &ProxyArgs, health_path: &str, drain: &Drain) -> Result
     // One listener per thread on the same port (SO_REUSEPORT): the kernel spreads
     // connections, and each thread serves its own with its own event loop.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let listen = claim(listen).map_err(bind_err)?;
     let first = reuseport_listener(listen).map_err(bind_err)?;
     let local = first.local_addr().map_err(bind_err)?;
     let mut listeners = vec![first];
@@ -151,6 +152,26 @@ pub async fn start(args: &ProxyArgs, health_path: &str, drain: &Drain) -> Result
     ));
     tracing::info!("proxy listening on {local}, forwarding to {upstream}");
     Ok(())
+}
+
+/// Check that nothing listens on `addr` yet, and pick the port when it is 0.
+///
+/// `SO_REUSEPORT` lets any socket of the same user that also sets it share the port, so
+/// a second lastcall (or an nginx with `reuseport`) on the same `--listen` — easy to do
+/// with two containers of one pod, which share a network namespace — would bind without
+/// error and quietly take half the connections. A plain bind first gets the usual
+/// "address in use" instead. It is closed before the real listeners bind, but it is not
+/// listening, so no connection can be queued on it and lost.
+fn claim(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As std's TcpListener::bind: connections of an earlier run in TIME_WAIT do not count.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.local_addr()
 }
 
 fn reuseport_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
