@@ -69,6 +69,78 @@ fn forwards_requests_streams_bodies_and_rewrites_headers() {
 }
 
 #[test]
+fn responses_arrive_whole_however_the_app_frames_them() {
+    let lc = Lastcall::start(&[]);
+    // All on one keep-alive client connection: lastcall frames every response for the
+    // client itself, whatever the app did (RFC 9112 6.3), and keeps the client connection.
+    let mut c = Conn::open(lc.proxy).unwrap();
+    let table: &[(&str, &str, u16, &str)] = &[
+        ("GET", "/raw/close-delimited", 200, "until the end\n"),
+        ("GET", "/raw/informational", 200, "final\n"),
+        ("GET", "/raw/chunked-and-length", 200, "chunk\n"),
+        ("GET", "/raw/no-content", 204, ""),
+        ("GET", "/raw/http10", 200, "old app"),
+        ("HEAD", "/hello", 200, ""),
+        (
+            "GET",
+            "/stream?chunks=3&ms=0",
+            200,
+            "chunk 0\nchunk 1\nchunk 2\n",
+        ),
+        ("GET", "/hello", 200, "hello from lastcall-app\n"),
+    ];
+    for (method, path, status, body) in table {
+        let r = c.request(method, path, &[], &[]).unwrap();
+        let what = format!("{method} {path}");
+        assert_eq!(
+            (r.status, r.body_text().as_str()),
+            (*status, *body),
+            "{what}"
+        );
+        assert!(!r.closes(), "{what}");
+        match *path {
+            // A HEAD answer keeps the length of the body it did not send.
+            "/hello" if *method == "HEAD" => assert_eq!(r.header("content-length"), Some("24")),
+            // Chunked wins over a length sent next to it, and the length is not passed on.
+            "/raw/chunked-and-length" => assert_eq!(r.header("content-length"), None),
+            "/raw/no-content" => assert_eq!(r.header("x-app"), Some("yes")),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn an_app_that_breaks_http_gets_a_502_or_a_cut_response_never_a_hang() {
+    let lc = Lastcall::start(&[]);
+    let r = get(lc.proxy, "/raw/garbage");
+    assert_eq!(r.status, 502);
+    let line = format!(
+        "502 for GET /raw/garbage: the app at 127.0.0.1:{} did not answer: malformed response head: not an HTTP/1.x response",
+        lc.app_port
+    );
+    wait_until("the 502 log line", Duration::from_secs(5), || {
+        lc.log_text().contains(&line)
+    });
+    // The head went out before the app broke off: the client gets what there was and
+    // then the end of the connection, not a wait for bytes that will never come.
+    let mut c = Conn::open(lc.proxy).unwrap();
+    let err = c.get("/raw/truncated").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnexpectedEof, "{err}");
+    assert_eq!(get(lc.proxy, "/hello").status, 200);
+}
+
+#[test]
+fn an_app_that_answers_before_reading_the_upload_is_heard() {
+    let lc = Lastcall::start(&[]);
+    let mut c = Conn::open(lc.proxy).unwrap();
+    // Small enough to sit in socket buffers: this client writes it all before reading.
+    let body = vec![b'x'; 200 * 1024];
+    let r = c.request("POST", "/early", &[], &body).unwrap();
+    assert_eq!((r.status, r.body_text().as_str()), (413, "too large\n"));
+    assert_eq!(get(lc.proxy, "/hello").status, 200);
+}
+
+#[test]
 fn health_is_503_until_the_app_is_ready() {
     let lc = Lastcall::start_no_wait(&["--upstream-health-path", "/health"], 1500);
     let r = get(lc.proxy, "/health");

@@ -12,13 +12,15 @@ use std::time::Duration;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::uri::PathAndQuery;
-use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 
 use super::ProxyArgs;
 use super::body::ProxyBody;
+use super::h1;
 use super::metrics::{self, UpstreamError};
-use super::pool::{Lease, Pool, SendError};
+use super::pool::{Pool, SendError};
 use super::upload;
+use crate::drain::InFlight;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -47,95 +49,127 @@ impl Upstream {
         self.pool.clone().sweep_forever().await;
     }
 
-    /// Send `req` to the app. `xff` is the client's address, ready to be a header value.
-    /// Returns the app's response with hop-by-hop headers removed, or a 502/504.
+    /// Send `req` to the app and answer with its response, whose body carries `guard`
+    /// (the request is in flight until that body ends), or with a 502/504/408/400.
+    /// `xff` is the client's address, ready to be a header value.
     pub(crate) async fn send(
         &self,
         mut req: Request<Incoming>,
         xff: &HeaderValue,
-        upgrade: bool,
-    ) -> Result<(Response<Incoming>, Lease), Response<ProxyBody>> {
-        let method = req.method().clone();
-        let path = self.rewrite(&mut req, xff, upgrade);
+        guard: InFlight,
+    ) -> Response<ProxyBody> {
+        let path = self.rewrite(&mut req, xff, false);
         let (req, upload) = upload::watch(req);
-        let sent = async {
-            if upgrade {
-                self.pool.send_upgrade(req).await
-            } else {
-                self.pool.send(req).await
+        let (parts, body) = req.into_parts();
+        match tokio::time::timeout(self.timeout, self.pool.send(&parts, body)).await {
+            Ok(Ok((head, lease))) => {
+                let mut resp = Response::new(ProxyBody::app(head.decoder, lease, guard));
+                *resp.status_mut() = head.status;
+                *resp.headers_mut() = head.headers;
+                resp
             }
-        };
-        match tokio::time::timeout(self.timeout, sent).await {
-            Ok(Ok((mut resp, lease))) => {
+            Ok(Err(e)) => self.failed(&parts.method, &path, &e),
+            Err(_) => self.timed_out(&parts.method, &path, &upload),
+        }
+    }
+
+    /// Send an upgrade request (WebSocket) to the app on a connection of its own. The
+    /// response is the app's as hyper read it, so that its upgrade can be taken over.
+    pub(crate) async fn send_upgrade(
+        &self,
+        mut req: Request<Incoming>,
+        xff: &HeaderValue,
+    ) -> Result<Response<Incoming>, Response<ProxyBody>> {
+        let method = req.method().clone();
+        let path = self.rewrite(&mut req, xff, true);
+        let (req, upload) = upload::watch(req);
+        match tokio::time::timeout(self.timeout, self.pool.send_upgrade(req)).await {
+            Ok(Ok(mut resp)) => {
                 // hyper answers HTTP/1.0 clients in kind; an HTTP/1.0 app must not make
                 // every client's response HTTP/1.0 (and its connection close).
                 *resp.version_mut() = Version::HTTP_11;
-                if !upgrade || resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+                if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
                     strip_hop_by_hop(resp.headers_mut());
                 }
-                Ok((resp, lease))
+                Ok(resp)
             }
-            Ok(Err(SendError::Http(e))) if client_body_failed(&e) => {
-                // The client's own request body broke off (it hung up mid-upload, or sent
-                // a malformed chunk): not the app's failure, and no 502 to alert on.
-                tracing::debug!(
-                    "400 for {method} {}: the request body could not be read: {}",
-                    path.path(),
-                    error_chain(&e)
-                );
-                Err(local(
-                    StatusCode::BAD_REQUEST,
-                    "400 bad request: the request body could not be read\n",
-                ))
-            }
-            Ok(Err(e)) => {
-                let kind = match e {
-                    SendError::Connect(_) | SendError::ConnectTimeout(_) => UpstreamError::Connect,
-                    SendError::Http(_) => UpstreamError::Other,
-                };
-                metrics::upstream_error(kind);
-                tracing::warn!(
-                    "502 for {method} {}: the app at {} did not answer: {}",
-                    path.path(),
-                    self.addr,
-                    error_chain(&e)
-                );
-                Err(local(
-                    StatusCode::BAD_GATEWAY,
-                    "502 bad gateway: the app did not answer\n",
-                ))
-            }
-            Err(_) if upload.client_stalled() => {
-                // lastcall was waiting for the client's next body bytes, not for the app.
-                tracing::debug!(
-                    "408 for {method} {}: the request body stopped arriving within --upstream-timeout {}",
-                    path.path(),
-                    crate::duration::fmt(self.timeout)
-                );
-                let mut resp = local(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "408 request timeout: the request body stopped arriving\n",
-                );
-                // The rest of the body may still come: this connection cannot carry
-                // another request (RFC 9110 15.5.9).
-                resp.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                Err(resp)
-            }
-            Err(_) => {
-                metrics::upstream_error(UpstreamError::Timeout);
-                tracing::warn!(
-                    "504 for {method} {}: the app at {} sent no response within --upstream-timeout {}",
-                    path.path(),
-                    self.addr,
-                    crate::duration::fmt(self.timeout)
-                );
-                Err(local(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "504 gateway timeout: the app took too long\n",
-                ))
-            }
+            Ok(Err(e)) => Err(self.failed(&method, &path, &e)),
+            Err(_) => Err(self.timed_out(&method, &path, &upload)),
         }
+    }
+
+    /// The answer when the app could not be asked, or did not answer properly.
+    fn failed(&self, method: &Method, path: &PathAndQuery, e: &SendError) -> Response<ProxyBody> {
+        let client_body = match e {
+            SendError::App(h1::Error::ClientBody(_)) => true,
+            SendError::Upgrade(e) => client_body_failed(e),
+            _ => false,
+        };
+        if client_body {
+            // The client's own request body broke off (it hung up mid-upload, or sent
+            // a malformed chunk): not the app's failure, and no 502 to alert on.
+            tracing::debug!(
+                "400 for {method} {}: the request body could not be read: {}",
+                path.path(),
+                error_chain(e)
+            );
+            return local(
+                StatusCode::BAD_REQUEST,
+                "400 bad request: the request body could not be read\n",
+            );
+        }
+        let kind = match e {
+            SendError::Connect(_) | SendError::ConnectTimeout(_) => UpstreamError::Connect,
+            SendError::App(_) | SendError::Upgrade(_) => UpstreamError::Other,
+        };
+        metrics::upstream_error(kind);
+        tracing::warn!(
+            "502 for {method} {}: the app at {} did not answer: {}",
+            path.path(),
+            self.addr,
+            error_chain(e)
+        );
+        local(
+            StatusCode::BAD_GATEWAY,
+            "502 bad gateway: the app did not answer\n",
+        )
+    }
+
+    /// The answer when `--upstream-timeout` ran out.
+    fn timed_out(
+        &self,
+        method: &Method,
+        path: &PathAndQuery,
+        upload: &upload::UploadWatch,
+    ) -> Response<ProxyBody> {
+        if upload.client_stalled() {
+            // lastcall was waiting for the client's next body bytes, not for the app.
+            tracing::debug!(
+                "408 for {method} {}: the request body stopped arriving within --upstream-timeout {}",
+                path.path(),
+                crate::duration::fmt(self.timeout)
+            );
+            let mut resp = local(
+                StatusCode::REQUEST_TIMEOUT,
+                "408 request timeout: the request body stopped arriving\n",
+            );
+            // The rest of the body may still come: this connection cannot carry
+            // another request (RFC 9110 15.5.9).
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return resp;
+        }
+        metrics::upstream_error(UpstreamError::Timeout);
+        tracing::warn!(
+            "504 for {method} {}: the app at {} sent no response within --upstream-timeout {}",
+            path.path(),
+            self.addr,
+            crate::duration::fmt(self.timeout)
+        );
+        local(
+            StatusCode::GATEWAY_TIMEOUT,
+            "504 gateway timeout: the app took too long\n",
+        )
     }
 
     /// Point `req` at the app and rewrite its headers; returns its path for log lines.
@@ -244,6 +278,11 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(*name);
         }
     }
+}
+
+/// Is `name` one of the hop-by-hop headers (other than those `Connection` names)?
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
+    hop_by_hop_index(name).is_some()
 }
 
 /// Where `name` is in [`HOP_BY_HOP`]. A match on the name's text, which the compiler

@@ -22,12 +22,17 @@
 //!   on a pooled keep-alive upstream connection (`pool`) and streams both bodies. The in-flight
 //!   guard rides in the response `body` and ends with it; upgraded connections
 //!   (`tunnel`) hold theirs until they close.
+//! - `h1` is the HTTP/1.1 the proxy speaks to the app: its own small codec over httparse
+//!   rather than hyper's client, which cost more than the rest of a proxied request (see
+//!   its module docs). Upgrades still go through hyper's client, which can hand over the
+//!   upgraded connection.
 //! - `ready` moves the machine from starting to serving once the app answers.
 //! - [`metrics`] counts requests by phase and status for the admin endpoint.
 
 mod body;
 mod conn;
 mod forward;
+mod h1;
 mod head;
 mod io;
 pub mod metrics;

@@ -74,18 +74,18 @@ async fn forward(
     guard: InFlight,
 ) -> Response<ProxyBody> {
     let shared = &ctx.shared;
-    let upgrade = is_upgrade(&req);
-    let on_client = upgrade.then(|| hyper::upgrade::on(&mut req));
-    match shared.upstream.send(req, &ctx.xff, upgrade).await {
+    if !is_upgrade(&req) {
+        return shared.upstream.send(req, &ctx.xff, guard).await;
+    }
+    let on_client = hyper::upgrade::on(&mut req);
+    match shared.upstream.send_upgrade(req, &ctx.xff).await {
         Err(local) => local,
-        Ok((mut resp, lease)) => match on_client {
-            Some(on_client) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
-                let on_app = hyper::upgrade::on(&mut resp);
-                tunnel::spawn(on_client, on_app, (guard, lease), shared.drain.clone());
-                resp.map(|_| ProxyBody::empty())
-            }
-            _ => resp.map(|body| ProxyBody::upstream(body, guard, lease)),
-        },
+        Ok(mut resp) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            let on_app = hyper::upgrade::on(&mut resp);
+            tunnel::spawn(on_client, on_app, guard, shared.drain.clone());
+            resp.map(|_| ProxyBody::empty())
+        }
+        Ok(resp) => resp.map(|body| ProxyBody::refused_upgrade(body, guard)),
     }
 }
 

@@ -9,13 +9,12 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 
 use super::conn::reached;
-use super::pool::Lease;
 use crate::drain::{Drain, InFlight, Phase};
 
-/// `held` (the in-flight guard and the upstream lease) lives as long as the tunnel.
-pub(crate) fn spawn(client: OnUpgrade, app: OnUpgrade, held: (InFlight, Lease), drain: Drain) {
+/// `guard` (the request in flight) lives as long as the tunnel.
+pub(crate) fn spawn(client: OnUpgrade, app: OnUpgrade, guard: InFlight, drain: Drain) {
     tokio::spawn(async move {
-        let _held = held;
+        let _guard = guard;
         let (client, app) = match tokio::try_join!(client, app) {
             Ok(pair) => pair,
             Err(e) => {

@@ -10,6 +10,10 @@
 #   GET  /ws (Upgrade)      101, then echoes raw bytes until the client closes
 #   GET|POST /close-reused  200 as the first request of a connection; as a later one, the
 #                           connection is closed without an answer (the keep-alive race)
+#   GET  /raw/NAME          the canned bytes RAW[NAME], written as they are: responses
+#                           framed every way HTTP/1.1 allows, and some it does not
+#   HEAD /hello             the head of GET /hello (with its Content-Length), no body
+#   POST /early             413 at once, without reading the body, and the connection closes
 import socketserver
 import sys
 import time
@@ -19,6 +23,27 @@ from urllib.parse import parse_qs, urlparse
 PORT = int(sys.argv[1])
 NAME = sys.argv[2]
 DELAY_MS = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+
+
+# (bytes, close the connection after them)
+RAW = {
+    "close-delimited": (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end\n", True),
+    "informational": (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nfinal\n",
+        False,
+    ),
+    "chunked-and-length": (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"6\r\nchunk\n\r\n0\r\nX-Trailer: dropped\r\n\r\n",
+        True,
+    ),
+    "no-content": (b"HTTP/1.1 204 No Content\r\nX-App: yes\r\n\r\n", False),
+    "http10": (b"HTTP/1.0 200 OK\r\nContent-Length: 7\r\n\r\nold app", True),
+    "garbage": (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", True),
+    "truncated": (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this", True),
+}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -76,6 +101,11 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 time.sleep(int(q.get("ms", "100")) / 1000)
             self.wfile.write(b"0\r\n\r\n")
+        elif url.path.startswith("/raw/"):
+            raw, close = RAW[url.path[len("/raw/"):]]
+            self.wfile.write(raw)
+            self.wfile.flush()
+            self.close_connection = close
         elif url.path == "/ws" and self.headers.get("Upgrade"):
             self.send_response(101)
             self.send_header("Upgrade", self.headers.get("Upgrade"))
@@ -91,7 +121,17 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.send_text(404, "not found\n")
 
+    def do_HEAD(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(f"hello from {NAME}\n")))
+        self.end_headers()
+
     def do_POST(self):
+        if self.path == "/early":
+            self.send_text(413, "too large\n")
+            self.close_connection = True
+            return
         if self.path == "/close-reused":
             if not self.closed_under_reuse():
                 self.rfile.read(int(self.headers.get("Content-Length", "0")))
