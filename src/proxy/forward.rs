@@ -52,24 +52,30 @@ impl Upstream {
     /// Send `req` to the app and answer with its response, whose body carries `guard`
     /// (the request is in flight until that body ends), or with a 502/504/408/400.
     /// `xff` is the client's address, ready to be a header value.
-    pub(crate) async fn send(
+    ///
+    /// The request is rewritten before the returned future is: the future, which lives
+    /// in every request's state, holds only the parts still needed.
+    pub(crate) fn send(
         &self,
         mut req: Request<Incoming>,
         xff: &HeaderValue,
         guard: InFlight,
-    ) -> Response<ProxyBody> {
-        let path = self.rewrite(&mut req, xff, false);
+    ) -> impl Future<Output = Response<ProxyBody>> + '_ {
+        self.rewrite(&mut req, xff, false);
         let (req, upload) = upload::watch(req);
         let (parts, body) = req.into_parts();
-        match tokio::time::timeout(self.timeout, self.pool.send(&parts, body)).await {
-            Ok(Ok((head, lease))) => {
-                let mut resp = Response::new(ProxyBody::app(head.decoder, lease, guard));
-                *resp.status_mut() = head.status;
-                *resp.headers_mut() = head.headers;
-                resp
+        async move {
+            match tokio::time::timeout(self.timeout, self.pool.send(&parts, body)).await {
+                Ok(Ok((head, lease))) => {
+                    let mut resp = Response::new(ProxyBody::app(head.decoder, lease, guard));
+                    *resp.status_mut() = head.status;
+                    *resp.headers_mut() = head.headers;
+                    resp
+                }
+                // Rewritten: the URI is the origin-form path.
+                Ok(Err(e)) => self.failed(&parts.method, parts.uri.path(), &e),
+                Err(_) => self.timed_out(&parts.method, parts.uri.path(), &upload),
             }
-            Ok(Err(e)) => self.failed(&parts.method, &path, &e),
-            Err(_) => self.timed_out(&parts.method, &path, &upload),
         }
     }
 
@@ -93,13 +99,13 @@ impl Upstream {
                 }
                 Ok(resp)
             }
-            Ok(Err(e)) => Err(self.failed(&method, &path, &e)),
-            Err(_) => Err(self.timed_out(&method, &path, &upload)),
+            Ok(Err(e)) => Err(self.failed(&method, path.path(), &e)),
+            Err(_) => Err(self.timed_out(&method, path.path(), &upload)),
         }
     }
 
     /// The answer when the app could not be asked, or did not answer properly.
-    fn failed(&self, method: &Method, path: &PathAndQuery, e: &SendError) -> Response<ProxyBody> {
+    fn failed(&self, method: &Method, path: &str, e: &SendError) -> Response<ProxyBody> {
         let client_body = match e {
             SendError::App(h1::Error::ClientBody(_)) => true,
             SendError::Upgrade(e) => client_body_failed(e),
@@ -110,7 +116,7 @@ impl Upstream {
             // a malformed chunk): not the app's failure, and no 502 to alert on.
             tracing::debug!(
                 "400 for {method} {}: the request body could not be read: {}",
-                path.path(),
+                path,
                 error_chain(e)
             );
             return local(
@@ -125,7 +131,7 @@ impl Upstream {
         metrics::upstream_error(kind);
         tracing::warn!(
             "502 for {method} {}: the app at {} did not answer: {}",
-            path.path(),
+            path,
             self.addr,
             error_chain(e)
         );
@@ -139,14 +145,14 @@ impl Upstream {
     fn timed_out(
         &self,
         method: &Method,
-        path: &PathAndQuery,
+        path: &str,
         upload: &upload::UploadWatch,
     ) -> Response<ProxyBody> {
         if upload.client_stalled() {
             // lastcall was waiting for the client's next body bytes, not for the app.
             tracing::debug!(
                 "408 for {method} {}: the request body stopped arriving within --upstream-timeout {}",
-                path.path(),
+                path,
                 crate::duration::fmt(self.timeout)
             );
             let mut resp = local(
@@ -162,7 +168,7 @@ impl Upstream {
         metrics::upstream_error(UpstreamError::Timeout);
         tracing::warn!(
             "504 for {method} {}: the app at {} sent no response within --upstream-timeout {}",
-            path.path(),
+            path,
             self.addr,
             crate::duration::fmt(self.timeout)
         );

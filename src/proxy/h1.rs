@@ -18,6 +18,7 @@
 //! read and dropped.
 
 use std::future::{Future, poll_fn};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -29,6 +30,7 @@ use hyper::{Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 
+use super::forward::is_hop_by_hop;
 use super::upload::ClientBody;
 
 /// A response head larger than this is refused (the same bound as the client side's).
@@ -153,13 +155,18 @@ impl Conn {
             body_done: done,
             written: 0,
             body_polled: false,
+            write_failed: None,
         };
         let head_request = parts.method == Method::HEAD;
         let result = poll_fn(|cx| {
             self.poll_write_request(cx)?;
             // Read at any time, not only after the request is written: an app may answer
             // (413, 401) before it has read the whole body.
-            self.poll_head(cx, head_request)
+            match ready!(self.poll_head(cx, head_request)) {
+                Ok(head) => Poll::Ready(Ok(head)),
+                // No response after all: the write's failure is the first cause.
+                Err(e) => Poll::Ready(Err(self.writing.write_failed.take().map_or(e, Error::Io))),
+            }
         })
         .await;
         result.map_err(|error| {
@@ -211,15 +218,24 @@ impl Conn {
             if self.out.is_empty() {
                 return Ok(());
             }
-            match Pin::new(&mut self.io).poll_write(cx, &self.out) {
-                Poll::Ready(Ok(0)) => return Err(Error::Io(std::io::ErrorKind::WriteZero.into())),
+            let failed = match Pin::new(&mut self.io).poll_write(cx, &self.out) {
+                Poll::Ready(Ok(0)) => std::io::ErrorKind::WriteZero.into(),
                 Poll::Ready(Ok(n)) => {
                     w.written += n;
                     self.out.advance(n);
+                    continue;
                 }
-                Poll::Ready(Err(e)) => return Err(Error::Io(e)),
+                Poll::Ready(Err(e)) => e,
                 Poll::Pending => return Ok(()),
-            }
+            };
+            // The app stopped reading: it may have answered already (a 413 for an upload
+            // too large, then close), so the response is still read. The failure is only
+            // reported if none comes.
+            w.write_failed = Some(failed);
+            w.body = None;
+            w.body_done = true;
+            self.out.clear();
+            return Ok(());
         }
     }
 
@@ -263,7 +279,8 @@ impl Conn {
     ) -> Poll<Option<Result<Bytes, BodyError>>> {
         // The rest of the request body, if the app answered before reading it all. If
         // that breaks, the response may still complete; the connection is not reused.
-        if !self.writing.done(&self.out) && self.poll_write_request(cx).is_err() {
+        let unwritten = !(self.writing.body_done && self.out.is_empty());
+        if unwritten && self.poll_write_request(cx).is_err() {
             self.writing.body = None;
             self.writing.body_done = true;
             self.out.clear();
@@ -314,11 +331,14 @@ struct Writing {
     body_done: bool,
     written: usize,
     body_polled: bool,
+    /// Writing to the app failed; the rest of the request was dropped.
+    write_failed: Option<std::io::Error>,
 }
 
 impl Writing {
+    /// Was the request written whole?
     fn done(&self, out: &BytesMut) -> bool {
-        self.body_done && out.is_empty()
+        self.body_done && out.is_empty() && self.write_failed.is_none()
     }
 }
 
@@ -369,19 +389,39 @@ fn encode_data(out: &mut BytesMut, data: &[u8], chunked: bool) {
 /// Informational responses are consumed and skipped.
 fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Error> {
     loop {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut slots);
-        let len = match resp.parse(buf) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(httparse::Error::TooManyHeaders) => {
-                return Err(Error::Malformed("more than 100 headers"));
+        // Where each header's name and value sit in `buf`, so that the values can share
+        // the buffer once the head is split off it (and no header is copied).
+        let mut spans = [[0u32; 4]; MAX_HEADERS];
+        let mut facts = Facts::default();
+        let (len, status, count) = {
+            let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+            let mut resp = httparse::Response::new(&mut []);
+            let parsed = httparse::ParserConfig::default()
+                .parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
+            let len = match parsed {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) => return Ok(None),
+                Err(httparse::Error::TooManyHeaders) => {
+                    return Err(Error::Malformed("more than 100 headers"));
+                }
+                Err(_) => return Err(Error::Malformed("not an HTTP/1.x response")),
+            };
+            if len > MAX_HEAD {
+                return Err(Error::HeadTooLarge);
             }
-            Err(_) => return Err(Error::Malformed("not an HTTP/1.x response")),
+            let status = StatusCode::from_u16(resp.code.unwrap_or(0))
+                .map_err(|_| Error::Malformed("invalid status code"))?;
+            facts.http11 = resp.version == Some(1);
+            let base = buf.as_ptr() as usize;
+            // Offsets within a head of at most 64 KiB: they fit.
+            let at = |p: *const u8| (p as usize - base) as u32;
+            for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
+                facts.see(h.name, h.value)?;
+                let (n, v) = (at(h.name.as_ptr()), at(h.value.as_ptr()));
+                *span = [n, n + h.name.len() as u32, v, v + h.value.len() as u32];
+            }
+            (len, status, resp.headers.len())
         };
-        let code = resp.code.unwrap_or(0);
-        let status =
-            StatusCode::from_u16(code).map_err(|_| Error::Malformed("invalid status code"))?;
         if status == StatusCode::SWITCHING_PROTOCOLS {
             return Err(Error::Malformed(
                 "101 for a request that did not ask to upgrade",
@@ -391,56 +431,27 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Er
             buf.advance(len);
             continue;
         }
-        let http11 = resp.version == Some(1);
-        // Where each header's name and value sit, so the values can share the buffer.
-        let base = buf.as_ptr() as usize;
-        let mut spans = Vec::with_capacity(resp.headers.len());
-        for h in resp.headers.iter() {
-            let at = h.value.as_ptr() as usize - base;
-            spans.push((h.name, at, at + h.value.len()));
-        }
-        let framing = Framing::read(&spans, buf, status, head_request)?;
-        let mut headers = HeaderMap::with_capacity(spans.len());
-        let mut named_by_connection = false;
-        let mut close = !http11;
-        // The names borrow `buf`; turn them into header names before it is split.
-        let mut named = Vec::with_capacity(spans.len());
-        for (name, start, end) in &spans {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| Error::Malformed("invalid header name"))?;
-            named.push((name, *start, *end));
-        }
+        let framing = facts.framing(status, head_request);
         let head = buf.split_to(len).freeze();
-        for (name, start, end) in named {
-            let value = HeaderValue::from_maybe_shared(head.slice(start..end))
+        let mut headers = HeaderMap::with_capacity(count);
+        for &[ns, ne, vs, ve] in &spans[..count] {
+            let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
+                .map_err(|_| Error::Malformed("invalid header name"))?;
+            // Connection and the rest of the hop-by-hop headers stay on this hop;
+            // a length next to chunked framing is not the body's length.
+            if is_hop_by_hop(&name) || (name == header::CONTENT_LENGTH && framing.chunked()) {
+                continue;
+            }
+            let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
                 .map_err(|_| Error::Malformed("invalid header value"))?;
-            if name == header::CONNECTION {
-                for token in value.to_str().unwrap_or("").split(',').map(str::trim) {
-                    // HTTP/1.0 keep-alive is opt-in and rare: such a connection is not
-                    // reused, whatever it says.
-                    if token.eq_ignore_ascii_case("close") {
-                        close = true;
-                    } else if !token.eq_ignore_ascii_case("keep-alive") && !token.is_empty() {
-                        named_by_connection = true;
-                    }
-                }
-                continue;
-            }
-            if super::forward::is_hop_by_hop(&name) {
-                continue;
-            }
-            if name == header::CONTENT_LENGTH && framing.chunked() {
-                continue;
-            }
             headers.append(name, value);
         }
-        if named_by_connection {
-            let connection: Vec<HeaderName> = connection_tokens(&head);
-            for name in connection {
+        if facts.named_by_connection {
+            for name in connection_tokens(&head) {
                 headers.remove(name);
             }
         }
-        let keep_alive = !close && framing.keeps_alive();
+        let keep_alive = facts.http11 && !facts.close && framing.keeps_alive();
         return Ok(Some(Head {
             status,
             headers,
@@ -449,6 +460,74 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Er
                 keep_alive,
             },
         }));
+    }
+}
+
+/// What a response head's headers say about its framing and its connection.
+#[derive(Debug, Default)]
+struct Facts {
+    http11: bool,
+    /// `Connection: close`. (HTTP/1.0 keep-alive is opt-in and rare: such a connection
+    /// is not reused, whatever it says.)
+    close: bool,
+    /// `Connection` names other headers, which must not be passed on.
+    named_by_connection: bool,
+    length: Option<u64>,
+    /// `Transfer-Encoding` was present: whether its last coding is chunked.
+    chunked: Option<bool>,
+}
+
+impl Facts {
+    /// Look at one header. Only three names matter here; their lengths tell them apart
+    /// from the rest without comparing text.
+    fn see(&mut self, name: &str, value: &[u8]) -> Result<(), Error> {
+        match name.len() {
+            10 if name.eq_ignore_ascii_case("connection") => {
+                for token in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        self.close = true;
+                    } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
+                        self.named_by_connection = true;
+                    }
+                }
+            }
+            14 if name.eq_ignore_ascii_case("content-length") => {
+                for part in value.split(|b| *b == b',') {
+                    let n = parse_length(part.trim_ascii())
+                        .ok_or(Error::Malformed("invalid Content-Length"))?;
+                    if self.length.is_some_and(|l| l != n) {
+                        return Err(Error::Malformed("conflicting Content-Length values"));
+                    }
+                    self.length = Some(n);
+                }
+            }
+            17 if name.eq_ignore_ascii_case("transfer-encoding") => {
+                if let Some(last) = value
+                    .split(|b| *b == b',')
+                    .map(<[u8]>::trim_ascii)
+                    .rfind(|t| !t.is_empty())
+                {
+                    self.chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// RFC 9112 6.3.
+    fn framing(&self, status: StatusCode, head_request: bool) -> Framing {
+        if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            return Framing::Empty;
+        }
+        match (self.chunked, self.length) {
+            (Some(true), l) => Framing::Chunked {
+                with_length: l.is_some(),
+            },
+            (Some(false), _) => Framing::Close,
+            (None, Some(n)) => Framing::Length(n),
+            (None, None) => Framing::Close,
+        }
     }
 }
 
@@ -490,46 +569,6 @@ enum Framing {
 }
 
 impl Framing {
-    fn read(
-        spans: &[(&str, usize, usize)],
-        buf: &[u8],
-        status: StatusCode,
-        head_request: bool,
-    ) -> Result<Framing, Error> {
-        if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-            return Ok(Framing::Empty);
-        }
-        let mut length: Option<u64> = None;
-        let mut encoding: Option<bool> = None; // Some(last coding is chunked)
-        for (name, start, end) in spans {
-            let value = &buf[*start..*end];
-            if name.eq_ignore_ascii_case("transfer-encoding") {
-                let s = std::str::from_utf8(value)
-                    .map_err(|_| Error::Malformed("invalid Transfer-Encoding"))?;
-                if let Some(last) = s.split(',').map(str::trim).rfind(|t| !t.is_empty()) {
-                    encoding = Some(last.eq_ignore_ascii_case("chunked"));
-                }
-            } else if name.eq_ignore_ascii_case("content-length") {
-                for part in value.split(|b| *b == b',') {
-                    let n = parse_length(part.trim_ascii())
-                        .ok_or(Error::Malformed("invalid Content-Length"))?;
-                    if length.is_some_and(|l| l != n) {
-                        return Err(Error::Malformed("conflicting Content-Length values"));
-                    }
-                    length = Some(n);
-                }
-            }
-        }
-        Ok(match (encoding, length) {
-            (Some(true), l) => Framing::Chunked {
-                with_length: l.is_some(),
-            },
-            (Some(false), _) => Framing::Close,
-            (None, Some(n)) => Framing::Length(n),
-            (None, None) => Framing::Close,
-        })
-    }
-
     fn chunked(self) -> bool {
         matches!(self, Framing::Chunked { .. })
     }
@@ -830,23 +869,15 @@ mod tests {
             ),
         ];
         for (raw, head_request, want) in table {
-            let mut buf = BytesMut::from(raw.as_bytes());
             let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut resp = httparse::Response::new(&mut slots);
-            resp.parse(&buf).unwrap();
-            let base = buf.as_ptr() as usize;
-            let spans: Vec<_> = resp
-                .headers
-                .iter()
-                .map(|h| {
-                    let at = h.value.as_ptr() as usize - base;
-                    (h.name, at, at + h.value.len())
-                })
-                .collect();
+            resp.parse(raw.as_bytes()).unwrap();
+            let mut facts = Facts::default();
+            for h in resp.headers.iter() {
+                facts.see(h.name, h.value).unwrap();
+            }
             let status = StatusCode::from_u16(resp.code.unwrap()).unwrap();
-            let got = Framing::read(&spans, &buf, status, *head_request).unwrap();
-            assert_eq!(got, *want, "{raw:?}");
-            buf.clear();
+            assert_eq!(facts.framing(status, *head_request), *want, "{raw:?}");
         }
     }
 

@@ -128,7 +128,8 @@ impl Pool {
             let pooled = if replayed { None } else { self.take() };
             let (mut conn, idle) = match pooled {
                 Some((conn, age)) => (conn, Some(age)),
-                None => (Box::new(self.connect().await?), None),
+                // Boxed: connecting is rare, and this future is part of every request's.
+                None => (Box::new(Box::pin(self.connect()).await?), None),
             };
             let Some(sending) = body.take() else {
                 return Err(SendError::App(h1::Error::Closed));

@@ -56,8 +56,11 @@ pub(crate) async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<Pr
         if arrived >= Phase::Closing {
             drop(guard);
             (arrived, refuse())
+        } else if is_upgrade(&req) {
+            // Boxed: rare, and its future is the largest; this one is on every request.
+            (arrived, Box::pin(upgrade(ctx, req, guard)).await)
         } else {
-            (arrived, forward(ctx, req, guard).await)
+            (arrived, shared.upstream.send(req, &ctx.xff, guard).await)
         }
     };
     metrics::count(arrived, resp.status());
@@ -68,15 +71,12 @@ pub(crate) async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<Pr
     resp
 }
 
-async fn forward(
+async fn upgrade(
     ctx: &ConnCtx,
     mut req: Request<Incoming>,
     guard: InFlight,
 ) -> Response<ProxyBody> {
     let shared = &ctx.shared;
-    if !is_upgrade(&req) {
-        return shared.upstream.send(req, &ctx.xff, guard).await;
-    }
     let on_client = hyper::upgrade::on(&mut req);
     match shared.upstream.send_upgrade(req, &ctx.xff).await {
         Err(local) => local,
