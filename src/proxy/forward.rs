@@ -62,8 +62,8 @@ impl Upstream {
         guard: InFlight,
     ) -> impl Future<Output = Response<ProxyBody>> + '_ {
         self.rewrite(&mut req, xff, false);
-        let (req, upload) = upload::watch(req);
         let (parts, body) = req.into_parts();
+        let (body, upload) = upload::watch(body);
         async move {
             match tokio::time::timeout(self.timeout, self.pool.send(&parts, body)).await {
                 Ok(Ok((head, lease))) => {
@@ -86,9 +86,13 @@ impl Upstream {
         mut req: Request<Incoming>,
         xff: &HeaderValue,
     ) -> Result<Response<Incoming>, Response<ProxyBody>> {
+        self.rewrite(&mut req, xff, true);
         let method = req.method().clone();
-        let path = self.rewrite(&mut req, xff, true);
-        let (req, upload) = upload::watch(req);
+        // Rewritten: the URI is the origin-form path (kept for log lines).
+        let path = req.uri().clone();
+        let (parts, body) = req.into_parts();
+        let (body, upload) = upload::watch(body);
+        let req = Request::from_parts(parts, body);
         match tokio::time::timeout(self.timeout, self.pool.send_upgrade(req)).await {
             Ok(Ok(mut resp)) => {
                 // hyper answers HTTP/1.0 clients in kind; an HTTP/1.0 app must not make
@@ -178,13 +182,8 @@ impl Upstream {
         )
     }
 
-    /// Point `req` at the app and rewrite its headers; returns its path for log lines.
-    fn rewrite(
-        &self,
-        req: &mut Request<Incoming>,
-        xff: &HeaderValue,
-        upgrade: bool,
-    ) -> PathAndQuery {
+    /// Point `req` at the app (origin-form URI, HTTP/1.1) and rewrite its headers.
+    fn rewrite(&self, req: &mut Request<Incoming>, xff: &HeaderValue, upgrade: bool) {
         // An h2 request names its host in :authority; the HTTP/1.1 app wants a Host header.
         if !req.headers().contains_key(header::HOST)
             && let Some(host) = req.uri().authority()
@@ -192,15 +191,15 @@ impl Upstream {
         {
             req.headers_mut().insert(header::HOST, v);
         }
-        let path = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
         // The app gets origin-form (`GET /path`), as from any client: h2 requests and
         // absolute-form HTTP/1.1 requests carry the scheme and authority in the URI.
         if req.uri().scheme().is_some() || req.uri().authority().is_some() {
-            *req.uri_mut() = Uri::from(path.clone());
+            let path = req
+                .uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/"));
+            *req.uri_mut() = Uri::from(path);
         }
         *req.version_mut() = Version::HTTP_11;
         let headers = req.headers_mut();
@@ -215,7 +214,6 @@ impl Upstream {
         headers
             .entry(&X_FORWARDED_PROTO)
             .or_insert_with(|| HeaderValue::from_static("http"));
-        path
     }
 }
 

@@ -122,7 +122,7 @@ impl Pool {
         parts: &Parts,
         body: ClientBody,
     ) -> Result<(Head, Lease), SendError> {
-        let mut body = Some(body);
+        let mut body = body;
         let mut replayed = false;
         loop {
             let pooled = if replayed { None } else { self.take() };
@@ -131,11 +131,8 @@ impl Pool {
                 // Boxed: connecting is rare, and this future is part of every request's.
                 None => (Box::new(Box::pin(self.connect()).await?), None),
             };
-            let Some(sending) = body.take() else {
-                return Err(SendError::App(h1::Error::Closed));
-            };
-            let replayable = replayable(parts, &sending);
-            match conn.exchange(parts, sending).await {
+            let replayable = replayable(parts, &body);
+            let e = match conn.exchange(parts, body).await {
                 Ok(head) => {
                     let lease = Lease {
                         pool: self.clone(),
@@ -143,22 +140,25 @@ impl Pool {
                     };
                     return Ok((head, lease));
                 }
-                Err(e) if idle.is_some() && e.unsent && e.body.is_some() => body = e.body,
-                Err(e)
+                Err(e) => e,
+            };
+            body = match e.body {
+                // Nothing reached the app: any request can go on another connection.
+                Some(b) if idle.is_some() && e.unsent => b,
+                Some(b)
                     if !replayed
                         && replayable
-                        && e.body.is_some()
                         && idle.is_some_and(|age| age >= REPLAY_AFTER)
                         && e.error.closed_before_response() =>
                 {
-                    body = e.body;
                     tracing::debug!(
                         "the app closed an idle connection under a request: sending it again"
                     );
                     replayed = true;
+                    b
                 }
-                Err(e) => return Err(SendError::App(e.error)),
-            }
+                _ => return Err(SendError::App(e.error)),
+            };
         }
     }
 

@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use hyper::Request;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 /// The client's body, as sent to the app.
@@ -36,11 +35,12 @@ impl UploadWatch {
     }
 }
 
-/// Wrap `req`'s body for the app; the watch tells later who held the upload up.
-pub(crate) fn watch(req: Request<Incoming>) -> (Request<ClientBody>, UploadWatch) {
-    let waiting = (!req.body().is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
+/// Wrap the client's request body for the app; the watch tells later who held the
+/// upload up.
+pub(crate) fn watch(inner: Incoming) -> (ClientBody, UploadWatch) {
+    let waiting = (!inner.is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
     let watch = UploadWatch(waiting.clone());
-    (req.map(|inner| ClientBody { inner, waiting }), watch)
+    (ClientBody { inner, waiting }, watch)
 }
 
 impl Body for ClientBody {
