@@ -9,18 +9,15 @@
 //! closes idle connections when asked to.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lastcall");
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    // Outside the ephemeral range: see lastcall::net::free_port.
+    lastcall::net::free_port().unwrap()
 }
 
 struct Demo {

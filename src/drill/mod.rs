@@ -489,12 +489,12 @@ async fn drill(s: Settings) -> i32 {
     let mut outcomes = Vec::new();
     for &kind in &s.kinds {
         let ports = (
-            s.args.port.map_or_else(variant::free_port, Ok),
-            s.args.app_port.map_or_else(variant::free_port, Ok),
+            s.args.port.map_or_else(crate::net::free_port, Ok),
+            s.args.app_port.map_or_else(crate::net::free_port, Ok),
         );
         let (task_port, app_port) = match ports {
             (Ok(t), Ok(a)) if t != a => (t, a),
-            (Ok(t), Ok(_)) => match variant::free_port() {
+            (Ok(t), Ok(_)) => match crate::net::free_port() {
                 Ok(a) => (t, a),
                 Err(e) => return usage(&format!("cannot find a free port: {e}")),
             },

@@ -2,7 +2,7 @@
 //! peer beside it, steady load, the platform's stop, and everything recorded.
 
 use std::ffi::OsString;
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,11 +80,6 @@ impl Outcome {
     pub fn passed(&self) -> bool {
         self.counts.failed == 0 && !self.killed
     }
-}
-
-/// A free port on 127.0.0.1, for a process that binds it itself a moment later.
-pub fn free_port() -> std::io::Result<u16> {
-    Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// How long after the stop the LB may still route to the task, at most; the drill keeps

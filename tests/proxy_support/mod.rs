@@ -5,7 +5,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -18,11 +18,8 @@ pub const APP_PY: &str = include_str!("app.py");
 
 /// A port nobody listens on right now (the app binds it a moment later).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    // Outside the ephemeral range: see lastcall::net::free_port.
+    lastcall::net::free_port().unwrap()
 }
 
 /// Write the app script into `dir`.

@@ -230,11 +230,8 @@ pub fn children_of(pid: i32) -> Vec<i32> {
 
 /// A port that was free a moment ago on 127.0.0.1, for an app that must be told its port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    // Outside the ephemeral range: see lastcall::net::free_port.
+    lastcall::net::free_port().unwrap()
 }
 
 /// A temporary directory for one test, removed when dropped.
