@@ -17,6 +17,7 @@
 //! are decoded into data frames; hyper frames them again for the client. Trailers are
 //! read and dropped.
 
+use std::fmt::Write as _;
 use std::future::{Future, poll_fn};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
@@ -147,8 +148,19 @@ impl Conn {
         self.broken = true; // until the response is read whole
         self.buf.clear();
         let done = body.is_end_stream();
-        let chunked = !done && !parts.headers.contains_key(header::CONTENT_LENGTH);
-        encode_head(&mut self.out, parts, chunked);
+        // The framing comes from the body hyper read, never from the client's headers: a
+        // request with both a length and chunked framing (the stuff of request smuggling)
+        // must not reach the app with a length that is not its body's.
+        let framing = if done {
+            Sending::Headers
+        } else {
+            match body.size_hint().exact() {
+                Some(n) => Sending::Length(n),
+                None => Sending::Chunked,
+            }
+        };
+        let chunked = framing == Sending::Chunked;
+        encode_head(&mut self.out, parts, framing);
         self.writing = Writing {
             body: Some(body),
             chunked,
@@ -180,8 +192,9 @@ impl Conn {
         })
     }
 
-    /// Write what there is to write of the request. An error writing to the app ends
-    /// the exchange; so does a broken client body.
+    /// Write what there is to write of the request. A broken client body is an error;
+    /// a failed write to the app is not (yet): it is kept in `write_failed`, and the
+    /// rest of the request is dropped.
     fn poll_write_request(&mut self, cx: &mut Context<'_>) -> Result<(), Error> {
         let w = &mut self.writing;
         loop {
@@ -353,7 +366,18 @@ pub(crate) struct Exchange {
     pub(crate) body: Option<ClientBody>,
 }
 
-fn encode_head(out: &mut BytesMut, parts: &Parts, chunked: bool) {
+/// How a request's body is framed for the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sending {
+    /// No body: the headers go as they are (a `Content-Length: 0` stays).
+    Headers,
+    /// This many bytes, said in a `Content-Length` of lastcall's own.
+    Length(u64),
+    /// Of unknown length: chunked, and no `Content-Length`.
+    Chunked,
+}
+
+fn encode_head(out: &mut BytesMut, parts: &Parts, framing: Sending) {
     out.clear();
     out.put_slice(parts.method.as_str().as_bytes());
     out.put_u8(b' ');
@@ -361,13 +385,21 @@ fn encode_head(out: &mut BytesMut, parts: &Parts, chunked: bool) {
     out.put_slice(target.as_bytes());
     out.put_slice(b" HTTP/1.1\r\n");
     for (name, value) in &parts.headers {
+        if framing != Sending::Headers && name == header::CONTENT_LENGTH {
+            continue;
+        }
         out.put_slice(name.as_str().as_bytes());
         out.put_slice(b": ");
         out.put_slice(value.as_bytes());
         out.put_slice(b"\r\n");
     }
-    if chunked {
-        out.put_slice(b"transfer-encoding: chunked\r\n");
+    match framing {
+        Sending::Headers => {}
+        // Writing into a BytesMut cannot fail.
+        Sending::Length(n) => {
+            let _ = write!(out, "content-length: {n}\r\n");
+        }
+        Sending::Chunked => out.put_slice(b"transfer-encoding: chunked\r\n"),
     }
     out.put_slice(b"\r\n");
 }
@@ -377,7 +409,7 @@ fn encode_data(out: &mut BytesMut, data: &[u8], chunked: bool) {
         return;
     }
     if chunked {
-        out.put_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        let _ = write!(out, "{:x}\r\n", data.len());
         out.put_slice(data);
         out.put_slice(b"\r\n");
     } else {
@@ -816,7 +848,7 @@ mod tests {
             .unwrap()
             .into_parts();
         let mut out = BytesMut::new();
-        encode_head(&mut out, &parts, true);
+        encode_head(&mut out, &parts, Sending::Chunked);
         encode_data(&mut out, b"hello", true);
         encode_data(&mut out, b"", true);
         encode_data(&mut out, &[b'x'; 26], true);
@@ -825,6 +857,34 @@ mod tests {
             "POST /up?x=1 HTTP/1.1\r\nhost: app\r\nx-forwarded-for: 10.0.0.1\r\ntransfer-encoding: chunked\r\n\r\n\
              5\r\nhello\r\n1a\r\nxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n"
         );
+    }
+
+    #[test]
+    fn the_length_sent_is_the_bodys_never_the_clients() {
+        let (parts, ()) = hyper::Request::post("/")
+            .header("content-length", "5")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let table = [
+            (
+                Sending::Chunked,
+                "POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n",
+            ),
+            (
+                Sending::Length(12),
+                "POST / HTTP/1.1\r\ncontent-length: 12\r\n\r\n",
+            ),
+            (
+                Sending::Headers,
+                "POST / HTTP/1.1\r\ncontent-length: 5\r\n\r\n",
+            ),
+        ];
+        for (framing, want) in table {
+            let mut out = BytesMut::new();
+            encode_head(&mut out, &parts, framing);
+            assert_eq!(std::str::from_utf8(&out).unwrap(), want, "{framing:?}");
+        }
     }
 
     #[test]

@@ -14,6 +14,8 @@
 #                           framed every way HTTP/1.1 allows, and some it does not
 #   HEAD /hello             the head of GET /hello (with its Content-Length), no body
 #   POST /early             413 at once, without reading the body, and the connection closes
+#   POST /framing           how the request body came: its Content-Length and
+#                           Transfer-Encoding headers and the body they frame
 import socketserver
 import sys
 import time
@@ -127,7 +129,27 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(f"hello from {NAME}\n")))
         self.end_headers()
 
+    def read_chunked(self):
+        body = b""
+        while True:
+            size = int(self.rfile.readline().split(b";")[0], 16)
+            if size == 0:
+                # Trailers, up to the empty line.
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return body
+            body += self.rfile.read(size + 2)[:size]
+
     def do_POST(self):
+        if self.path == "/framing":
+            te = self.headers.get("Transfer-Encoding")
+            cl = self.headers.get("Content-Length")
+            if te == "chunked":
+                body = self.read_chunked()
+            else:
+                body = self.rfile.read(int(cl or "0"))
+            self.send_text(200, f"transfer-encoding: {te}\ncontent-length: {cl}\nbody: {body.decode()}\n")
+            return
         if self.path == "/early":
             self.send_text(413, "too large\n")
             self.close_connection = True
