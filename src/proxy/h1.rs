@@ -1053,6 +1053,69 @@ mod tests {
         }
     }
 
+    /// Random bodies, chunked at random sizes with and without extensions and trailers,
+    /// fed to the decoder in random pieces: what comes out is the body, and the bytes
+    /// after it stay in the buffer.
+    #[test]
+    fn chunked_bodies_decode_whatever_their_chunks_and_reads() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for round in 0..500 {
+            let len = next(3000) as usize;
+            let body: Vec<u8> = (0..len).map(|_| next(256) as u8).collect();
+            let mut wire = Vec::new();
+            let mut at = 0;
+            while at < len {
+                let n = (1 + next(700) as usize).min(len - at);
+                if next(2) == 0 {
+                    wire.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+                } else {
+                    wire.extend_from_slice(format!("{n:X};name=v\r\n").as_bytes());
+                }
+                wire.extend_from_slice(&body[at..at + n]);
+                wire.extend_from_slice(b"\r\n");
+                at += n;
+            }
+            wire.extend_from_slice(b"0\r\n");
+            if next(2) == 0 {
+                wire.extend_from_slice(b"x-checksum: 1\r\n");
+            }
+            wire.extend_from_slice(b"\r\nNEXT");
+            let mut decoder = Decoder {
+                state: Framing::Chunked { with_length: false }.into_state(),
+                keep_alive: true,
+            };
+            let (mut out, mut buf, mut fed, mut ended) = (Vec::new(), BytesMut::new(), 0, false);
+            while !ended {
+                if fed < wire.len() {
+                    let n = (1 + next(900) as usize).min(wire.len() - fed);
+                    buf.extend_from_slice(&wire[fed..fed + n]);
+                    fed += n;
+                }
+                loop {
+                    match decoder.step(&mut buf).unwrap() {
+                        Step::Data(d) => out.extend_from_slice(&d),
+                        Step::End => {
+                            ended = true;
+                            break;
+                        }
+                        Step::More => break,
+                    }
+                }
+                assert!(ended || fed < wire.len(), "round {round}: stuck");
+            }
+            assert!(out == body, "round {round}: body differs");
+            // What follows the body is left for the connection's next use.
+            let rest = [&buf[..], &wire[fed..]].concat();
+            assert_eq!(rest, b"NEXT", "round {round}");
+        }
+    }
+
     #[test]
     fn malformed_chunks_are_errors() {
         let table: &[(&[u8], &str)] = &[
