@@ -168,24 +168,25 @@ pub async fn start(args: &ProxyArgs, health_path: &str, drain: &Drain) -> Result
 /// "address in use" instead. It is closed before the real listeners bind, but it is not
 /// listening, so no connection can be queued on it and lost.
 fn claim(addr: SocketAddr) -> std::io::Result<SocketAddr> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    // As std's TcpListener::bind: connections of an earlier run in TIME_WAIT do not count.
-    socket.set_reuseaddr(true)?;
+    let socket = socket_for(addr)?;
     socket.bind(addr)?;
     socket.local_addr()
 }
 
-fn reuseport_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// A socket of `addr`'s family with `SO_REUSEADDR`, as std's `TcpListener::bind` makes
+/// them: connections of an earlier run in TIME_WAIT do not hold the port.
+fn socket_for(addr: SocketAddr) -> std::io::Result<TcpSocket> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
         TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    Ok(socket)
+}
+
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket_for(addr)?;
     socket.set_reuseport(true)?;
     socket.set_nodelay(true)?;
     socket.bind(addr)?;

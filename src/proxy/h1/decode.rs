@@ -110,17 +110,15 @@ impl Decoder {
             match self.state {
                 State::Done => return Ok(Step::End),
                 State::Length(n) => {
-                    if buf.is_empty() {
+                    let Some((data, rest)) = cut(buf, n) else {
                         return Ok(Step::More);
-                    }
-                    let take = buf.len().min(usize::try_from(n).unwrap_or(usize::MAX));
-                    let rest = n - take as u64;
+                    };
                     self.state = if rest == 0 {
                         State::Done
                     } else {
                         State::Length(rest)
                     };
-                    return Ok(Step::Data(buf.split_to(take).freeze()));
+                    return Ok(Step::Data(data));
                 }
                 State::UntilClose => {
                     if buf.is_empty() {
@@ -129,17 +127,15 @@ impl Decoder {
                     return Ok(Step::Data(buf.split().freeze()));
                 }
                 State::Data(n) => {
-                    if buf.is_empty() {
+                    let Some((data, rest)) = cut(buf, n) else {
                         return Ok(Step::More);
-                    }
-                    let take = buf.len().min(usize::try_from(n).unwrap_or(usize::MAX));
-                    let rest = n - take as u64;
+                    };
                     self.state = if rest == 0 {
                         State::DataCr
                     } else {
                         State::Data(rest)
                     };
-                    return Ok(Step::Data(buf.split_to(take).freeze()));
+                    return Ok(Step::Data(data));
                 }
                 _ => {
                     let Some(&b) = buf.first() else {
@@ -225,6 +221,16 @@ impl Decoder {
             Err(BodyError::Truncated)
         }
     }
+}
+
+/// Up to `n` of the buffered bytes (None when there are none yet), and how many of the
+/// `n` are still to come.
+fn cut(buf: &mut BytesMut, n: u64) -> Option<(Bytes, u64)> {
+    if buf.is_empty() {
+        return None;
+    }
+    let take = buf.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+    Some((buf.split_to(take).freeze(), n - take as u64))
 }
 
 fn hex(b: u8) -> u8 {
