@@ -188,7 +188,8 @@ impl Conn {
         .await;
         result.map_err(|error| {
             let w = &mut self.writing;
-            let unsent = w.written == 0 && !w.body_polled && !matches!(error, Error::ClientBody(_));
+            // A broken client body was polled too: never unsent.
+            let unsent = w.written == 0 && !w.body_polled;
             Exchange {
                 error,
                 unsent,
@@ -299,7 +300,7 @@ impl Conn {
         // that breaks, the response may still complete; the connection is not reused.
         let unwritten = !(self.writing.body_done && self.out.is_empty());
         if unwritten && self.poll_write_request(cx).is_err() {
-            self.writing.body = None;
+            // The client's body broke off (its writer already dropped it): stop writing.
             self.writing.body_done = true;
             self.out.clear();
             decoder.keep_alive = false;
