@@ -10,7 +10,9 @@
 # Every proxy gets 2 threads/workers and keep-alive upstream connections; wrk runs with 2
 # threads. Rounds are interleaved, each in a rotated order (direct, lastcall, haproxy,
 # nginx; then lastcall, haproxy, nginx, direct; …), and the figures are medians.
-# Everything listens on 127.0.0.1 only.
+# Besides wrk's figures it prints each proxy's CPU time per request (user and kernel, read
+# from /proc around each wrk run): on a shared, noisy machine that is the steadier way to
+# compare how much work the proxies do. Everything listens on 127.0.0.1 only.
 set -euo pipefail
 
 DURATION=${DURATION:-10s}
@@ -107,16 +109,44 @@ backend be
     server app 127.0.0.1:$UP
 EOF
 
-nginx -p "$TMP/up" -c "$TMP/up/nginx.conf" -g 'daemon off;' & PIDS+=($!)
-nginx -p "$TMP/ng" -c "$TMP/ng/nginx.conf" -g 'daemon off;' & PIDS+=($!)
-haproxy -db -f "$TMP/haproxy.cfg" >/dev/null 2>&1 & PIDS+=($!)
+nginx -p "$TMP/up" -c "$TMP/up/nginx.conf" -g 'daemon off;' & PIDS+=($!); UP_PID=$!
+nginx -p "$TMP/ng" -c "$TMP/ng/nginx.conf" -g 'daemon off;' & PIDS+=($!); NG_PID=$!
+haproxy -db -f "$TMP/haproxy.cfg" >/dev/null 2>&1 & PIDS+=($!); HA_PID=$!
 # The app under lastcall only has to stay alive; the upstream is the shared nginx.
 "$BIN" run --quiet --listen "127.0.0.1:$LC" --upstream "127.0.0.1:$UP" -- sleep 100000 & PIDS+=($!)
+LC_PID=$!
 for p in $UP $LC $HA $NG; do wait_port "$p"; done
 
-# One wrk run: prints "rps p50_ms p99_ms".
+# The processes doing a target's work: for a proxy, the proxy (nginx's master and its
+# workers); for direct, the upstream itself. lastcall's app (sleep) does nothing here.
+declare -A WORKERS=(
+    [direct]="$UP_PID $(pgrep -P "$UP_PID" | tr '\n' ' ')"
+    [lastcall]="$LC_PID"
+    [haproxy]="$HA_PID"
+    [nginx]="$NG_PID $(pgrep -P "$NG_PID" | tr '\n' ' ')"
+)
+# User and kernel CPU time of processes, in clock ticks: "utime stime".
+ticks() {
+    local u=0 s=0 f
+    for pid in "$@"; do
+        # Fields 14 and 15 of /proc/PID/stat, counted after the ")" that ends the name.
+        read -ra f < <(sed 's/.*) //' "/proc/$pid/stat")
+        u=$((u + f[11])); s=$((s + f[12]))
+    done
+    echo "$u $s"
+}
+
+# One wrk run against port $1 while the processes $2 do the work: prints
+# "rps p50_ms p99_ms user_us_per_request kernel_us_per_request".
 measure() {
-    wrk -t2 -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$1/" | awk '
+    local before after
+    # shellcheck disable=SC2086 # the pid list is meant to split
+    before=$(ticks $2)
+    wrk -t2 -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$1/" >"$TMP/wrk.out"
+    # shellcheck disable=SC2086
+    after=$(ticks $2)
+    awk -v before="$before" -v after="$after" -v hz="$(getconf CLK_TCK)" '
+        /requests in/ { n = $1 }
         /Requests\/sec/ { rps = $2 }
         /^ +50%/ { p50 = $2 } /^ +99%/ { p99 = $2 }
         /Non-2xx|Socket errors/ { errors = errors " [" $0 "]" }
@@ -128,8 +158,10 @@ measure() {
         }
         END {
             if (errors != "") print "bench: wrk reported" errors > "/dev/stderr"
-            printf "%s %.3f %.3f\n", rps, ms(p50), ms(p99)
-        }'
+            split(before, b); split(after, a)
+            us = 1e6 / hz / n
+            printf "%s %.3f %.3f %.2f %.2f\n", rps, ms(p50), ms(p99), (a[1] - b[1]) * us, (a[2] - b[2]) * us
+        }' "$TMP/wrk.out"
 }
 
 TARGETS="direct:$UP lastcall:$LC haproxy:$HA nginx:$NG"
@@ -142,8 +174,8 @@ for r in $(seq "$ROUNDS"); do
     k=$(( (r - 1) % ${#all[@]} ))
     for t in "${all[@]:k}" "${all[@]:0:k}"; do
         name=${t%%:*}
-        echo "$name $(measure "${t#*:}")" >>"$TMP/results"
-        echo "round $r: $name $(tail -1 "$TMP/results" | cut -d' ' -f2-)" >&2
+        echo "$name $r $(measure "${t#*:}" "${WORKERS[$name]}")" >>"$TMP/results"
+        echo "round $r: $name $(tail -1 "$TMP/results" | cut -d' ' -f3-)" >&2
     done
 done
 
@@ -151,16 +183,29 @@ echo
 echo "wrk -t2 -c$CONNS -d$DURATION, median of $ROUNDS round(s), $(nproc) CPUs, $(date -u +%FT%TZ)"
 python3 - "$TMP/results" <<'EOF'
 import statistics, sys
-rows = {}
+rows, by_round = {}, {}
 for line in open(sys.argv[1]):
-    name, rps, p50, p99 = line.split()
-    rows.setdefault(name, []).append((float(rps), float(p50), float(p99)))
-med = {n: tuple(statistics.median(v[i] for v in vals) for i in range(3)) for n, vals in rows.items()}
+    name, rnd, *figures = line.split()
+    figures = tuple(map(float, figures))
+    rows.setdefault(name, []).append(figures)
+    by_round.setdefault(rnd, {})[name] = figures
+med = {n: tuple(statistics.median(v[i] for v in vals) for i in range(5)) for n, vals in rows.items()}
 d = med["direct"]
-print(f"{'target':<10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs direct':>10} {'p99 added':>10}")
+print(f"{'target':<10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs direct':>10} {'p99 added':>10}"
+      f" {'CPU µs/req':>11} {'user+kernel':>12}")
 for name in ["direct", "lastcall", "haproxy", "nginx"]:
-    rps, p50, p99 = med[name]
-    print(f"{name:<10} {rps:>10.0f} {p50:>8.3f} {p99:>8.3f} {rps / d[0]:>10.2f} {p99 - d[2]:>9.3f}ms")
-lc = med["lastcall"][0]
-print(f"lastcall / haproxy = {lc / med['haproxy'][0]:.2f}, lastcall / nginx = {lc / med['nginx'][0]:.2f}")
+    rps, p50, p99, user, kernel = med[name]
+    print(f"{name:<10} {rps:>10.0f} {p50:>8.3f} {p99:>8.3f} {rps / d[0]:>10.2f} {p99 - d[2]:>9.3f}ms"
+          f" {user + kernel:>11.2f} {f'{user:.2f}+{kernel:.2f}':>12}")
+print("(direct's CPU is the upstream's; a proxy's is the proxy's alone)")
+# Each round measures all four within a minute, so a round's ratio is a fairer pairing
+# than a ratio of medians when the machine's load drifts; the spread says how far to
+# trust the medians.
+for other in ["haproxy", "nginx"]:
+    tput = sorted(r["lastcall"][0] / r[other][0] for r in by_round.values())
+    cpu = sorted((r["lastcall"][3] + r["lastcall"][4]) / (r[other][3] + r[other][4])
+                 for r in by_round.values())
+    print(f"lastcall / {other}: throughput {statistics.median(tput):.2f}"
+          f" (rounds {tput[0]:.2f}-{tput[-1]:.2f}), CPU per request {statistics.median(cpu):.2f}"
+          f" (rounds {cpu[0]:.2f}-{cpu[-1]:.2f})")
 EOF
