@@ -42,6 +42,10 @@ mod service;
 mod tunnel;
 mod upload;
 
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub use h1::fuzz_api as h1_fuzz_api;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -423,6 +423,91 @@ fn encode_data(out: &mut BytesMut, data: &[u8], chunked: bool) {
     }
 }
 
+/// The response codec for the fuzz targets in `fuzz/`, which cannot reach this private
+/// module: built only under `cfg(fuzzing)`.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzz_api {
+    use bytes::{Bytes, BytesMut};
+    use hyper::StatusCode;
+    use hyper::header::HeaderMap;
+
+    use super::decode::{self, Framing};
+
+    /// A response head larger than this is refused.
+    pub const MAX_HEAD: usize = super::MAX_HEAD;
+
+    /// A parsed response head.
+    #[derive(Debug)]
+    pub struct Head {
+        pub status: StatusCode,
+        pub headers: HeaderMap,
+        pub decoder: Decoder,
+    }
+
+    /// What [`Decoder::step`] gave.
+    #[derive(Debug, PartialEq, Eq)]
+    pub enum Step {
+        Data(Bytes),
+        End,
+        More,
+    }
+
+    /// A response body's decoder.
+    #[derive(Debug)]
+    pub struct Decoder(super::Decoder);
+
+    impl Decoder {
+        pub fn length(n: u64) -> Decoder {
+            Decoder(super::Decoder::new(Framing::Length(n), true))
+        }
+
+        pub fn chunked() -> Decoder {
+            let framing = Framing::Chunked { with_length: false };
+            Decoder(super::Decoder::new(framing, true))
+        }
+
+        pub fn until_close() -> Decoder {
+            Decoder(super::Decoder::new(Framing::Close, false))
+        }
+
+        pub fn step(&mut self, buf: &mut BytesMut) -> Result<Step, String> {
+            match self.0.step(buf) {
+                Ok(decode::Step::Data(data)) => Ok(Step::Data(data)),
+                Ok(decode::Step::End) => Ok(Step::End),
+                Ok(decode::Step::More) => Ok(Step::More),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+
+        pub fn at_eof(&mut self) -> Result<(), String> {
+            self.0.at_eof().map_err(|e| e.to_string())
+        }
+
+        pub fn is_end(&self) -> bool {
+            self.0.is_end()
+        }
+
+        pub fn remaining(&self) -> Option<u64> {
+            self.0.remaining()
+        }
+
+        pub fn keep_alive(&self) -> bool {
+            self.0.keep_alive
+        }
+    }
+
+    /// [`super::parse_head`]: a head at the start of `buf`, consumed; None while partial.
+    pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, String> {
+        let head = super::parse_head(buf, head_request).map_err(|e| e.to_string())?;
+        Ok(head.map(|h| Head {
+            status: h.status,
+            headers: h.headers,
+            decoder: Decoder(h.decoder),
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
