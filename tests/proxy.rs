@@ -112,15 +112,24 @@ fn responses_arrive_whole_however_the_app_frames_them() {
 #[test]
 fn an_app_that_breaks_http_gets_a_502_or_a_cut_response_never_a_hang() {
     let lc = Lastcall::start(&[]);
-    let r = get(lc.proxy, "/raw/garbage");
-    assert_eq!(r.status, 502);
-    let line = format!(
-        "502 for GET /raw/garbage: the app at 127.0.0.1:{} did not answer: malformed response head: not an HTTP/1.x response",
-        lc.app_port
-    );
-    wait_until("the 502 log line", Duration::from_secs(5), || {
-        lc.log_text().contains(&line)
-    });
+    let table = [
+        ("garbage", "not an HTTP/1.x response"),
+        (
+            "gzip-transfer",
+            "a transfer coding other than chunked, which lastcall cannot pass on",
+        ),
+    ];
+    for (name, reason) in table {
+        let r = get(lc.proxy, &format!("/raw/{name}"));
+        assert_eq!(r.status, 502, "{name}");
+        let line = format!(
+            "502 for GET /raw/{name}: the app at 127.0.0.1:{} did not answer: malformed response head: {reason}",
+            lc.app_port
+        );
+        wait_until("the 502 log line", Duration::from_secs(5), || {
+            lc.log_text().contains(&line)
+        });
+    }
     // The head went out before the app broke off: the client gets what there was and
     // then the end of the connection, not a wait for bytes that will never come.
     let mut c = Conn::open(lc.proxy).unwrap();

@@ -10,7 +10,7 @@ mod h1;
 
 use bytes::BytesMut;
 use h1::{End, Reads, read_body};
-use lastcall::proxy::h1_fuzz_api::{Decoder, MAX_HEAD};
+use lastcall::proxy::h1_fuzz_api::{Decoder, MAX_EXTENSION, MAX_HEAD};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 
 #[derive(Arbitrary, Debug)]
@@ -160,7 +160,7 @@ enum Verdict {
     Partial,
     Invalid,
     /// Valid, but beyond the decoder's own bounds (more than 15 hex digits in a size,
-    /// trailers near 64 KiB).
+    /// extensions over 16 KiB on one line, trailers near 64 KiB).
     Beyond,
 }
 
@@ -205,6 +205,7 @@ impl Reference<'_> {
             let hex = std::str::from_utf8(&self.w[start..self.i]).map_err(|_| Verdict::Invalid)?;
             let size = u64::from_str_radix(hex, 16).map_err(|_| Verdict::Invalid)?;
             // chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+            let ext_start = self.i;
             loop {
                 let bws = self.many(is_ws)?;
                 match self.peek()? {
@@ -244,6 +245,9 @@ impl Reference<'_> {
                 } else if self.many(is_tchar)? == 0 {
                     return Err(Verdict::Invalid);
                 }
+            }
+            if self.i - ext_start > MAX_EXTENSION {
+                return Err(Verdict::Beyond);
             }
             self.eat(b'\r')?;
             self.eat(b'\n')?;

@@ -7,6 +7,9 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use super::{BodyError, MAX_HEAD};
 
+/// The longest run of chunk extensions on one size line (hyper's bound too).
+pub(super) const MAX_EXTENSION: usize = 16 * 1024;
+
 /// How the body of a response is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Framing {
@@ -57,9 +60,10 @@ enum State {
         size: u64,
         digits: u8,
     },
-    /// After the size: extensions, up to the line's end.
+    /// After the size: extensions, up to the line's end, and how many bytes of them.
     Extension {
         size: u64,
+        len: usize,
     },
     /// The size line's CR was read.
     SizeLf {
@@ -164,14 +168,17 @@ impl Decoder {
                     }
                 }
                 _ if digits == 0 => return bad("chunk size missing"),
-                b';' | b' ' | b'\t' => State::Extension { size },
+                b';' | b' ' | b'\t' => State::Extension { size, len: 1 },
                 b'\r' => State::SizeLf { size },
                 _ => return bad("invalid chunk size"),
             },
-            State::Extension { size } => match b {
+            State::Extension { size, len } => match b {
                 b'\r' => State::SizeLf { size },
                 b'\n' => return bad("bare LF in a chunk size line"),
-                _ => State::Extension { size },
+                // Extensions are skipped, not passed on; without a bound an app could
+                // keep one going forever without ever sending a byte of body.
+                _ if len >= MAX_EXTENSION => return bad("chunk extension larger than 16 KiB"),
+                _ => State::Extension { size, len: len + 1 },
             },
             State::SizeLf { size } => match (b, size) {
                 (b'\n', 0) => State::Trailer { line: 0, total: 0 },
@@ -382,6 +389,21 @@ mod tests {
             let err = body(&mut decoder, raw).unwrap_err();
             assert_eq!(err.to_string(), *msg, "{raw:?}");
         }
+
+        // An extension may be long, but not endless.
+        let line =
+            |ext: usize| [&b"5;"[..], &vec![b'x'; ext - 1], b"\r\nhello\r\n0\r\n\r\n"].concat();
+        let mut decoder = Decoder::new(Framing::Chunked { with_length: false }, true);
+        assert_eq!(
+            body(&mut decoder, &line(MAX_EXTENSION)).unwrap(),
+            (b"hello".to_vec(), true)
+        );
+        let mut decoder = Decoder::new(Framing::Chunked { with_length: false }, true);
+        let err = body(&mut decoder, &line(MAX_EXTENSION + 1)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "malformed chunked response body: chunk extension larger than 16 KiB"
+        );
     }
 
     #[test]

@@ -97,8 +97,10 @@ struct Facts {
     /// `Connection` names other headers, which must not be passed on.
     named_by_connection: bool,
     length: Option<u64>,
-    /// `Transfer-Encoding` was present: whether its last coding is chunked.
-    chunked: Option<bool>,
+    /// `Transfer-Encoding: chunked`, the only transfer coding lastcall accepts: it
+    /// decodes the body and lets hyper frame it again for the client, so any other
+    /// coding (`gzip, chunked`) would reach the client still applied but no longer named.
+    chunked: bool,
 }
 
 impl Facts {
@@ -126,12 +128,24 @@ impl Facts {
                 }
             }
             17 if name.eq_ignore_ascii_case("transfer-encoding") => {
-                if let Some(last) = value
+                let mut codings = value
                     .split(|b| *b == b',')
                     .map(<[u8]>::trim_ascii)
-                    .rfind(|t| !t.is_empty())
-                {
-                    self.chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
+                    .filter(|t| !t.is_empty())
+                    .peekable();
+                if codings.peek().is_none() {
+                    return Err(Error::Malformed("empty Transfer-Encoding"));
+                }
+                for coding in codings {
+                    if !coding.eq_ignore_ascii_case(b"chunked") {
+                        return Err(Error::Malformed(
+                            "a transfer coding other than chunked, which lastcall cannot pass on",
+                        ));
+                    }
+                    if self.chunked {
+                        return Err(Error::Malformed("chunked applied twice"));
+                    }
+                    self.chunked = true;
                 }
             }
             _ => {}
@@ -145,12 +159,11 @@ impl Facts {
             return Framing::Empty;
         }
         match (self.chunked, self.length) {
-            (Some(true), l) => Framing::Chunked {
+            (true, l) => Framing::Chunked {
                 with_length: l.is_some(),
             },
-            (Some(false), _) => Framing::Close,
-            (None, Some(n)) => Framing::Length(n),
-            (None, None) => Framing::Close,
+            (false, Some(n)) => Framing::Length(n),
+            (false, None) => Framing::Close,
         }
     }
 }
@@ -219,7 +232,7 @@ mod tests {
                 Framing::Empty,
             ),
             (
-                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n",
                 false,
                 Framing::Chunked { with_length: false },
             ),
@@ -227,11 +240,6 @@ mod tests {
                 "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
                 false,
                 Framing::Chunked { with_length: true },
-            ),
-            (
-                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
-                false,
-                Framing::Close,
             ),
             ("HTTP/1.1 200 OK\r\n\r\n", false, Framing::Close),
             (
@@ -267,6 +275,22 @@ mod tests {
             (
                 "HTTP/1.1 101 Switching Protocols\r\n\r\n",
                 "malformed response head: 101 for a request that did not ask to upgrade",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\n",
+                "malformed response head: a transfer coding other than chunked, which lastcall cannot pass on",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                "malformed response head: a transfer coding other than chunked, which lastcall cannot pass on",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "malformed response head: chunked applied twice",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: ,\r\nContent-Length: 2\r\n\r\n",
+                "malformed response head: empty Transfer-Encoding",
             ),
             (
                 "SSH-2.0-OpenSSH\r\n\r\n",

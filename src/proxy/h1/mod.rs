@@ -436,6 +436,8 @@ pub mod fuzz_api {
 
     /// A response head larger than this is refused.
     pub const MAX_HEAD: usize = super::MAX_HEAD;
+    /// Chunk extensions longer than this on one size line are refused.
+    pub const MAX_EXTENSION: usize = super::decode::MAX_EXTENSION;
 
     /// A parsed response head.
     #[derive(Debug)]
