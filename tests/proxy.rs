@@ -114,6 +114,7 @@ fn an_app_that_breaks_http_gets_a_502_or_a_cut_response_never_a_hang() {
     let lc = Lastcall::start(&[]);
     let table = [
         ("garbage", "not an HTTP/1.x response"),
+        ("ssh", "not an HTTP/1.x response"),
         (
             "gzip-transfer",
             "a transfer coding other than chunked, which lastcall cannot pass on",

@@ -44,6 +44,8 @@ RAW = {
     "no-content": (b"HTTP/1.1 204 No Content\r\nX-App: yes\r\n\r\n", False),
     "http10": (b"HTTP/1.0 200 OK\r\nContent-Length: 7\r\n\r\nold app", True),
     "garbage": (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", True),
+    # What an SSH server says, and then it waits for the client's banner.
+    "ssh": (b"SSH-2.0-OpenSSH_9.2\r\n", False),
     # Body gzip-coded for this hop only: passed on undecoded and unnamed, it would be garbage.
     "gzip-transfer": (
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\n\x1f\x8b",
