@@ -113,14 +113,17 @@ impl Decoder {
         loop {
             match self.state {
                 State::Done => return Ok(Step::End),
-                State::Length(n) => {
+                // Body bytes, of a length-delimited body or of one chunk: what there is
+                // of them, then what follows them.
+                State::Length(n) | State::Data(n) => {
                     let Some((data, rest)) = cut(buf, n) else {
                         return Ok(Step::More);
                     };
-                    self.state = if rest == 0 {
-                        State::Done
-                    } else {
-                        State::Length(rest)
+                    self.state = match (self.state, rest) {
+                        (State::Length(_), 0) => State::Done,
+                        (State::Length(_), rest) => State::Length(rest),
+                        (_, 0) => State::DataCr,
+                        (_, rest) => State::Data(rest),
                     };
                     return Ok(Step::Data(data));
                 }
@@ -129,17 +132,6 @@ impl Decoder {
                         return Ok(Step::More);
                     }
                     return Ok(Step::Data(buf.split().freeze()));
-                }
-                State::Data(n) => {
-                    let Some((data, rest)) = cut(buf, n) else {
-                        return Ok(Step::More);
-                    };
-                    self.state = if rest == 0 {
-                        State::DataCr
-                    } else {
-                        State::Data(rest)
-                    };
-                    return Ok(Step::Data(data));
                 }
                 _ => {
                     let Some(&b) = buf.first() else {
