@@ -271,15 +271,16 @@ impl Conn {
             if self.buf.len() > self.scanned {
                 let first = self.scanned == 0;
                 let from = self.scanned.saturating_sub(2);
+                let parsed = if first || ends_head(&self.buf[from..]) {
+                    parse_head(&mut self.buf, head_request)
+                } else {
+                    Ok(None)
+                };
+                // All of `buf` has been searched now, what a skipped 1xx head left too.
                 self.scanned = self.buf.len();
-                if first || ends_head(&self.buf[from..]) {
-                    let parsed = parse_head(&mut self.buf, head_request);
-                    // What is left after a skipped 1xx head, if any, was searched.
-                    self.scanned = self.buf.len();
-                    if let Some(head) = parsed? {
-                        self.scanned = 0;
-                        return Poll::Ready(Ok(head));
-                    }
+                if let Some(head) = parsed? {
+                    self.scanned = 0;
+                    return Poll::Ready(Ok(head));
                 }
             }
             if self.buf.len() > MAX_HEAD {
